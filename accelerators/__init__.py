@@ -1,0 +1,15 @@
+"""coexplore's accelerator side: what an accelerator is, and what a layer costs on it."""
+
+from .hardware import (ACCELERATORS, DATAFLOWS, Accelerator, get_accelerator, list_accelerators,
+                       load_accelerator, save_accelerator)
+from .io import ConfigError
+from .registry import Registry, UnknownNameError
+from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hardware_spaces
+from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload, save_workload
+
+__all__ = [
+    "ACCELERATORS", "DATAFLOWS", "Accelerator", "get_accelerator", "list_accelerators", "load_accelerator",
+    "save_accelerator", "ConfigError", "Registry", "UnknownNameError", "HARDWARE_SPACES", "HardwareSpace",
+    "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv", "depthwise", "linear",
+    "load_workload", "save_workload",
+]

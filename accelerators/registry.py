@@ -1,0 +1,79 @@
+"""A small decorator registry with one constructor signature per registry.
+
+Borrowed in spirit from timm's ``@register_model``: entries are registered by name,
+overwriting warns, ``names()`` lists what exists, and unknown names fail with the list
+of known ones.  ``search_spaces`` reuses this class (the one-way dependency
+``search_spaces -> accelerators`` is limited to this module and :mod:`accelerators.workload`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import warnings
+from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError, ValueError):
+    """Raised when a registry is asked for a name it does not hold."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (usually constructors) of one kind.
+
+    Args:
+        kind: what the registry holds, used in error messages (e.g. ``"workload"``).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: Dict[str, T] = {}
+
+    def register(self, name: Optional[str] = None, obj: Optional[T] = None):
+        """Register ``obj`` under ``name``; usable as ``@registry.register("name")``."""
+
+        def _add(o: T) -> T:
+            key = name if name is not None else getattr(o, "__name__", None)
+            if not key:
+                raise ValueError(f"{self.kind} registry: a name is required")
+            key = key.lower()
+            if key in self._entries:
+                warnings.warn(f"{self.kind} {key!r} is registered again; the new entry replaces the old",
+                              stacklevel=3)
+            self._entries[key] = o
+            return o
+
+        if obj is not None:
+            return _add(obj)
+        return _add
+
+    def get(self, name: str) -> T:
+        key = str(name).lower()
+        if key not in self._entries:
+            known = ", ".join(self.names()) or "(none)"
+            close = difflib.get_close_matches(key, self.names(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}.{hint}")
+        return self._entries[key]
+
+    def names(self) -> List[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+Constructor = Callable[..., T]

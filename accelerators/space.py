@@ -1,0 +1,255 @@
+"""The hardware design space: a set of choices per accelerator parameter.
+
+Vocabulary follows NNI's ``nni.mutable``: each searched parameter is a choice with a
+label (the field name) and its candidates; a sample is a plain ``dict[label, value]``;
+``freeze(sample)`` gives an :class:`~accelerators.hardware.Accelerator`.  The
+per-parameter index / one-hot encoding is what DANCE's hardware-generation network
+predicts, one categorical head per parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import fields
+from functools import cached_property
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .hardware import DATAFLOWS, Accelerator
+from .io import ConfigError, PathLike, check_keys, read_yaml, write_yaml
+from .registry import Registry
+
+_ACC_FIELDS = tuple(f.name for f in fields(Accelerator) if f.name != "name")
+SEARCHABLE = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")
+
+#: Fixed values of the default DANCE-style space (Eyeriss' 108 KB buffer and 16-bit words).
+DEFAULT_BASE = dict(glb_bytes=108 * 1024, clock_hz=200e6, dram_bw=16.0, glb_bw=64.0, word_bits=16)
+
+
+class HardwareSpace:
+    """Choices for each searched accelerator parameter; the other fields are fixed.
+
+    Args:
+        choices: ordered mapping ``field -> sequence of candidate values``.  Order of the
+            mapping is the order of the encoding; order of each sequence is the order of
+            the categories.
+        fixed: values for the fields that are not searched.
+        name: label used in tables and cache keys.
+    """
+
+    def __init__(self, choices: Mapping[str, Sequence[Any]], fixed: Optional[Mapping[str, Any]] = None,
+                 name: str = "custom") -> None:
+        self.name = name
+        if not choices:
+            raise ConfigError("hardware space: 'choices' must name at least one parameter")
+        ch: Dict[str, Tuple[Any, ...]] = {}
+        for k, vals in choices.items():
+            if k not in SEARCHABLE:
+                raise ConfigError(f"hardware space: unknown parameter {k!r}; searchable parameters: {list(SEARCHABLE)}")
+            if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence) or len(vals) == 0:
+                raise ConfigError(f"hardware space: choices for {k!r} must be a non-empty list")
+            vals = tuple(v.lower() if isinstance(v, str) else v for v in vals)
+            if len(set(vals)) != len(vals):
+                raise ConfigError(f"hardware space: choices for {k!r} repeat a value: {list(vals)}")
+            if k == "dataflow":
+                bad = [v for v in vals if v not in DATAFLOWS]
+                if bad:
+                    raise ConfigError(f"hardware space: dataflow choices {bad} unknown; allowed values: {list(DATAFLOWS)}")
+            ch[k] = vals
+        fixed = dict(DEFAULT_BASE if fixed is None else fixed)
+        unknown = set(fixed) - set(_ACC_FIELDS)
+        if unknown:
+            raise ConfigError(f"hardware space: unknown fixed field(s) {sorted(unknown)}; allowed: {list(_ACC_FIELDS)}")
+        both = set(fixed) & set(ch)
+        if both:
+            raise ConfigError(f"hardware space: field(s) {sorted(both)} are both fixed and searched")
+        missing = [f for f in ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow") if f not in fixed and f not in ch]
+        if missing:
+            raise ConfigError(f"hardware space: field(s) {missing} are neither fixed nor searched")
+        self.choices = ch
+        self.fixed = fixed
+        # Validate every candidate value once, against the first choice of the others.
+        first = {k: v[0] for k, v in ch.items()}
+        for k, vals in ch.items():
+            for v in vals:
+                self.freeze({**first, k: v})
+
+    # ---- vocabulary --------------------------------------------------------------------
+    @property
+    def labels(self) -> List[str]:
+        return list(self.choices)
+
+    @property
+    def cardinalities(self) -> List[int]:
+        return [len(v) for v in self.choices.values()]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.cardinalities))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def freeze(self, sample: Mapping[str, Any]) -> Accelerator:
+        """The accelerator for a ``{label: value}`` sample."""
+        missing = [k for k in self.choices if k not in sample]
+        extra = [k for k in sample if k not in self.choices]
+        if missing or extra:
+            raise ConfigError(f"hardware sample: expected labels {self.labels}, got {list(sample)}")
+        for k, v in sample.items():
+            if v not in self.choices[k]:
+                raise ConfigError(f"hardware sample: {k}={v!r} is not a choice; allowed values: {list(self.choices[k])}")
+        return Accelerator(**self.fixed, **sample)
+
+    def sample_of(self, acc: Accelerator) -> Dict[str, Any]:
+        return {k: getattr(acc, k) for k in self.choices}
+
+    # ---- encoding ----------------------------------------------------------------------
+    def encode(self, acc: Accelerator) -> Tuple[int, ...]:
+        """Per-parameter category indices of ``acc``; raises if ``acc`` is outside the space."""
+        idx = []
+        for k, vals in self.choices.items():
+            v = getattr(acc, k)
+            if v not in vals:
+                raise ConfigError(f"accelerator {acc.short()}: {k}={v!r} is not in this space's choices {list(vals)}")
+            idx.append(vals.index(v))
+        for k, v in self.fixed.items():
+            if getattr(acc, k) != v:
+                raise ConfigError(f"accelerator {acc.short()}: fixed field {k} must be {v!r}")
+        return tuple(idx)
+
+    def decode(self, indices: Sequence[int]) -> Accelerator:
+        if len(indices) != len(self.choices):
+            raise ConfigError(f"hardware encoding: expected {len(self.choices)} indices ({self.labels}), got {len(indices)}")
+        sample = {}
+        for (k, vals), i in zip(self.choices.items(), indices):
+            i = int(i)
+            if not 0 <= i < len(vals):
+                raise ConfigError(f"hardware encoding: index {i} for {k} out of range 0..{len(vals) - 1}")
+            sample[k] = vals[i]
+        return self.freeze(sample)
+
+    def one_hot(self, acc: Accelerator) -> np.ndarray:
+        """Concatenated one-hot vectors, length ``sum(cardinalities)``."""
+        out = np.zeros(sum(self.cardinalities), dtype=np.float32)
+        off = 0
+        for i, n in zip(self.encode(acc), self.cardinalities):
+            out[off + i] = 1.0
+            off += n
+        return out
+
+    def decode_one_hot(self, vec: Sequence[float]) -> Accelerator:
+        """Argmax per parameter of a (possibly soft) concatenated one-hot vector."""
+        vec = np.asarray(vec, dtype=np.float64).reshape(-1)
+        if vec.size != sum(self.cardinalities):
+            raise ConfigError(f"hardware one-hot: expected length {sum(self.cardinalities)}, got {vec.size}")
+        idx, off = [], 0
+        for n in self.cardinalities:
+            idx.append(int(np.argmax(vec[off:off + n])))
+            off += n
+        return self.decode(idx)
+
+    # ---- flat indexing / enumeration ----------------------------------------------------
+    def flat_index(self, acc: Accelerator) -> int:
+        return int(np.ravel_multi_index(self.encode(acc), self.cardinalities))
+
+    def index_grid(self) -> np.ndarray:
+        """All index tuples, shape ``[size, n_params]``, in flat (C) order."""
+        grids = np.indices(self.cardinalities).reshape(len(self.cardinalities), -1).T
+        return grids
+
+    @cached_property
+    def _all(self) -> Tuple[Accelerator, ...]:
+        return tuple(self.freeze(dict(zip(self.choices, combo)))
+                     for combo in itertools.product(*self.choices.values()))
+
+    def enumerate(self) -> List[Accelerator]:
+        """Every accelerator of the space, in flat-index order."""
+        return list(self._all)
+
+    def __iter__(self) -> Iterator[Accelerator]:
+        return iter(self._all)
+
+    def sample(self, n: int, rng: Union[int, np.random.Generator, None] = None) -> List[Accelerator]:
+        """``n`` accelerators drawn uniformly with replacement, reproducible from ``rng``."""
+        rng = np.random.default_rng(rng)
+        idx = rng.integers(0, self.cardinalities, size=(n, len(self.cardinalities)))
+        return [self.decode(row) for row in idx]
+
+    # ---- I/O -----------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "choices": {k: list(v) for k, v in self.choices.items()}, "fixed": dict(self.fixed)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any], where: str = "hardware space") -> "HardwareSpace":
+        check_keys(d, {"name", "choices", "fixed"}, where, required=("choices",))
+        if not isinstance(d["choices"], Mapping):
+            raise ConfigError(f"{where}: 'choices' must be a mapping of parameter -> list of values")
+        try:
+            return HardwareSpace(d["choices"], d.get("fixed"), name=d.get("name", "custom"))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def save(self, path: PathLike) -> None:
+        write_yaml(path, self.to_dict())
+
+    @staticmethod
+    def load(path: PathLike) -> "HardwareSpace":
+        return HardwareSpace.from_dict(read_yaml(path), where=str(path))
+
+    def fingerprint(self) -> str:
+        """A stable hash of the choices and fixed values (for caches and checkpoints)."""
+        blob = json.dumps({"choices": {k: list(v) for k, v in self.choices.items()},
+                           "fixed": {k: self.fixed[k] for k in sorted(self.fixed)}}, sort_keys=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{k}[{len(v)}]" for k, v in self.choices.items())
+        return f"HardwareSpace({self.name!r}, {dims}, size={self.size})"
+
+
+# ---- built-in spaces --------------------------------------------------------------------
+
+HARDWARE_SPACES: Registry = Registry("hardware space")
+
+
+@HARDWARE_SPACES.register("default")
+def default_space() -> HardwareSpace:
+    """DANCE's space: PE x, PE y, RF size and dataflow over a fixed 108 KB global buffer.
+
+    9 x 9 x 4 x 3 = 972 points; it holds both of DANCE's picks (16x16/16 B/WS, 12x8/32 B/RS).
+    """
+    pe = [6, 8, 10, 12, 14, 16, 20, 24, 32]
+    return HardwareSpace({"pe_x": pe, "pe_y": pe, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS)},
+                         DEFAULT_BASE, name="default")
+
+
+@HARDWARE_SPACES.register("small")
+def small_space() -> HardwareSpace:
+    """A 48-point space for quick demos and tests."""
+    return HardwareSpace({"pe_x": [8, 16], "pe_y": [8, 16], "rf_bytes": [16, 32, 64, 128], "dataflow": list(DATAFLOWS)},
+                         DEFAULT_BASE, name="small")
+
+
+@HARDWARE_SPACES.register("extended")
+def extended_space() -> HardwareSpace:
+    """The default space plus searched global-buffer size and DRAM bandwidth (972 x 3 x 2 points)."""
+    pe = [6, 8, 10, 12, 14, 16, 20, 24, 32]
+    fixed = {k: v for k, v in DEFAULT_BASE.items() if k not in ("glb_bytes", "dram_bw")}
+    return HardwareSpace({"pe_x": pe, "pe_y": pe, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS),
+                          "glb_bytes": [54 * 1024, 108 * 1024, 216 * 1024], "dram_bw": [8.0, 16.0]},
+                         fixed, name="extended")
+
+
+def get_hardware_space(name_or_path: str) -> HardwareSpace:
+    s = str(name_or_path)
+    if s.endswith((".yaml", ".yml")):
+        return HardwareSpace.load(s)
+    return HARDWARE_SPACES.get(s)()
+
+
+def list_hardware_spaces() -> List[str]:
+    return HARDWARE_SPACES.names()

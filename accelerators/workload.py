@@ -1,0 +1,163 @@
+"""The workload record: one layer of a network, as the cost model sees it.
+
+A ``Layer`` is the meeting point of the two sides of coexplore: ``search_spaces``
+describes networks as lists of layers, ``accelerators`` prices them.  The loop nest it
+stands for is the usual seven-dimensional convolution (Eyeriss / Timeloop notation)::
+
+    for n in N, g in G, k in K/G, c in C/G, p in P, q in Q, r in R, s in S:
+        O[n, g, k, p, q] += W[g, k, c, r, s] * I[n, g, c, p*stride + r, q*stride + s]
+
+Depthwise convolution is ``groups == C == K``; a linear layer is a 1x1 convolution on a
+1x1 map (``R = S = P = Q = 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
+
+from .io import ConfigError, PathLike, check_keys, read_yaml, write_yaml
+
+LAYER_KINDS = ("conv", "depthwise", "linear")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution-like layer.  All sizes are element counts, not bytes."""
+
+    kind: str  # one of LAYER_KINDS
+    N: int  # batch size
+    K: int  # output channels (all groups together)
+    C: int  # input channels (all groups together)
+    R: int  # filter height
+    S: int  # filter width
+    P: int  # output height
+    Q: int  # output width
+    stride: int = 1  # spatial stride (same in both directions)
+    groups: int = 1  # number of channel groups; C and K are divisible by it
+    name: str = field(default="", compare=False)  # label for tables; not part of identity
+
+    def __post_init__(self) -> None:
+        where = f"layer {self.name!r}" if self.name else "layer"
+        if self.kind not in LAYER_KINDS:
+            raise ConfigError(f"{where}: kind {self.kind!r} is unknown; allowed kinds: {list(LAYER_KINDS)}")
+        for f in ("N", "K", "C", "R", "S", "P", "Q", "stride", "groups"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int):
+                try:
+                    iv = int(v)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}") from None
+                if iv != v:
+                    raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}")
+                object.__setattr__(self, f, iv)
+                v = iv
+            if v < 1:
+                raise ConfigError(f"{where}: field {f} must be a positive integer, got {v}")
+        if self.C % self.groups or self.K % self.groups:
+            raise ConfigError(f"{where}: groups={self.groups} must divide C={self.C} and K={self.K}")
+        if self.kind == "depthwise" and not (self.groups == self.C):
+            raise ConfigError(f"{where}: a depthwise layer needs groups == C (got groups={self.groups}, C={self.C})")
+        if self.kind == "linear" and (self.R, self.S, self.P, self.Q) != (1, 1, 1, 1):
+            raise ConfigError(f"{where}: a linear layer has R = S = P = Q = 1")
+
+    # ---- derived sizes -------------------------------------------------------------
+    @property
+    def H(self) -> int:
+        """Input height touched by the layer (padding included)."""
+        return (self.P - 1) * self.stride + self.R
+
+    @property
+    def W(self) -> int:
+        """Input width touched by the layer (padding included)."""
+        return (self.Q - 1) * self.stride + self.S
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the layer."""
+        return self.N * self.K * (self.C // self.groups) * self.R * self.S * self.P * self.Q
+
+    @property
+    def weight_elems(self) -> int:
+        return self.K * (self.C // self.groups) * self.R * self.S
+
+    @property
+    def input_elems(self) -> int:
+        return self.N * self.C * self.H * self.W
+
+    @property
+    def output_elems(self) -> int:
+        return self.N * self.K * self.P * self.Q
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        if not d["name"]:
+            d.pop("name")
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any], where: str = "layer") -> "Layer":
+        allowed = {"kind", "N", "K", "C", "R", "S", "P", "Q", "stride", "groups", "name"}
+        check_keys(d, allowed, where, required=("kind", "K", "C"))
+        d = dict(d)
+        d.setdefault("N", 1)
+        if d["kind"] == "linear":
+            for f in ("R", "S", "P", "Q"):
+                d.setdefault(f, 1)
+        else:
+            missing = [f for f in ("R", "S", "P", "Q") if f not in d]
+            if missing:
+                raise ConfigError(f"{where}: missing required field(s) {missing}")
+        return Layer(**d)
+
+
+# ---- constructors that read like a network definition --------------------------------
+
+def conv(C: int, K: int, kernel: int, out_hw: Tuple[int, int] | int, stride: int = 1,
+         groups: int = 1, N: int = 1, name: str = "") -> Layer:
+    """A (grouped) convolution with a square kernel producing an ``out_hw`` map."""
+    P, Q = (out_hw, out_hw) if isinstance(out_hw, int) else out_hw
+    kind = "depthwise" if groups > 1 and groups == C == K else "conv"
+    return Layer(kind, N, K, C, kernel, kernel, P, Q, stride, groups, name)
+
+
+def depthwise(C: int, kernel: int, out_hw: Tuple[int, int] | int, stride: int = 1, N: int = 1,
+              name: str = "") -> Layer:
+    P, Q = (out_hw, out_hw) if isinstance(out_hw, int) else out_hw
+    return Layer("depthwise", N, C, C, kernel, kernel, P, Q, stride, C, name)
+
+
+def linear(C: int, K: int, N: int = 1, name: str = "") -> Layer:
+    return Layer("linear", N, K, C, 1, 1, 1, 1, 1, 1, name)
+
+
+# ---- YAML workload format --------------------------------------------------------------
+
+def workload_to_dict(layers: Sequence[Layer], name: str = "") -> Dict[str, Any]:
+    return {"name": name, "layers": [l.to_dict() for l in layers]}
+
+
+def save_workload(path: PathLike, layers: Sequence[Layer], name: str = "") -> None:
+    """Save a workload as YAML: ``{name: ..., layers: [{kind, N, K, C, R, S, P, Q, stride, groups}, ...]}``."""
+    write_yaml(path, workload_to_dict(layers, name or Path(path).stem))
+
+
+def workload_from_dict(data: Any, where: str = "workload") -> List[Layer]:
+    if isinstance(data, Mapping):
+        check_keys(data, {"name", "layers"}, where, required=("layers",))
+        items = data["layers"]
+    else:
+        items = data
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: 'layers' must be a non-empty list of layer mappings")
+    return [Layer.from_dict(item, where=f"{where}: layers[{i}]") for i, item in enumerate(items)]
+
+
+def load_workload(path: PathLike) -> List[Layer]:
+    """Load a YAML workload written by :func:`save_workload` (or by hand)."""
+    return workload_from_dict(read_yaml(path), where=str(path))
+
+
+def total_macs(layers: Iterable[Layer]) -> int:
+    return sum(l.macs for l in layers)
