@@ -1,0 +1,570 @@
+"""The analytical cost model: latency, energy and area of layers on spatial accelerators.
+
+It follows the structure of Timeloop (Parashar et al., ISPASS 2019) and of the Eyeriss
+energy analysis (Chen et al., ISCA 2016): a mapping of the convolution loop nest onto a
+``DRAM -> global buffer (GLB) -> NoC -> PE array -> RF`` hierarchy determines how often
+each operand (weights W, inputs I, outputs/partial sums O) is moved at each level; energy
+is the access counts times per-access energies, latency the larger of compute cycles and
+the cycles the DRAM and GLB bandwidths need.
+
+The mapping has three parts.
+
+* **Spatial** (fixed by the dataflow, greedy fill of the array).  Dimensions per group:
+  ``K' = K/G`` outputs and ``C' = C/G`` inputs.
+
+  - ``ws`` (weight-stationary, TPU/NVDLA-like): rows <- C', columns <- K'; the groups of a
+    grouped/depthwise layer are laid block-diagonally, so a depthwise layer uses at most
+    ``min(pe_x, pe_y)`` PEs -- the classic WS under-utilisation.
+  - ``os`` (output-stationary, ShiDianNao-like): rows <- P, columns <- Q; blocks of the
+    array that are left over take further output channels (K', then groups).
+  - ``rs`` (row-stationary, Eyeriss): rows <- R (filter rows), columns <- P (output rows);
+    left-over rows take more input channels C', the remaining PE sets take more output
+    channels (K', then groups), as Eyeriss replicates its logical PE sets.
+
+* **RF level** (per PE, under the RF capacity).  What the RF holds beyond one weight,
+  one input and one partial sum buys reuse, and more is never worse, so the allocation
+  is the largest that fits (closed form): WS keeps ``rs_w`` filter taps of its (c, k)
+  pair, cutting partial-sum traffic; OS keeps ``o_rf`` partial sums of different output
+  channels, reusing each input ``o_rf`` times; RS keeps a filter row of ``f_rf`` filters
+  plus a sliding input window (an RF smaller than ``2 S + 1`` words splits the filter row,
+  which costs partial-sum traffic).
+
+* **GLB/DRAM level** (searched under the GLB capacity).  Tiles of the output channels
+  (M = G K'), input channels (C') and output rows (P) with tile counts from
+  ``{1, 2, 4, ...}`` and all 6 orders of the three DRAM-level loops are enumerated; a
+  candidate is feasible when its weight, input (with halo) and output tiles fit in the
+  GLB together.  An operand is re-fetched from DRAM by its irrelevant loop whenever a
+  relevant loop with more than one iteration sits inside it; partial sums that leave the
+  GLB cost a read and a write.  For each P tiling the least-DRAM-traffic candidate is
+  kept, then every kept candidate is priced in full on every accelerator and the best
+  one for the selected objective (``energy``, ``latency``, ``edp`` or ``dram``) wins.
+
+The search at the GLB/DRAM level depends only on the layer and the GLB size, so it runs
+once per (unique layer, GLB size) and its results are shared by all accelerators with
+that buffer; this is what makes pricing a network on a whole hardware space take
+milliseconds.
+
+Simplifications (stated, not hidden): compute cycles use whole-layer spatial folds (tile
+edges are not re-rounded); the GLB is single-buffered; N is the outermost DRAM loop;
+WS streams inputs in im2col order (no line buffer); no zero-skipping.  A batched
+linear layer is priced as one matrix-matrix product (the batch takes the place of P).  See
+``docs/cost_model.md`` for the comparison with the Eyeriss chip.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .hardware import DATAFLOWS, Accelerator
+from .io import ConfigError
+from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
+from .workload import Layer
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("energy", "latency", "edp", "dram")
+_LOOPS = ("m", "c", "p")  # DRAM-level tile loops: output channels, input channels, output rows
+_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # outer -> inner
+_MAX_SPLIT_EXP = 12  # tile counts 1..4096
+_P_SPLIT_EXP = 8  # output-row tile counts 1..256
+
+
+# ---------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Costs:
+    """Costs of every (accelerator, layer) pair.  Arrays are ``[A, L]`` unless noted."""
+
+    latency_s: np.ndarray  # [A, L] seconds per layer
+    energy_j: np.ndarray  # [A, L] joules per layer
+    utilization: np.ndarray  # [A, L] MACs / (cycles x PEs), in (0, 1]
+    area_mm2: np.ndarray  # [A] accelerator area, mm^2
+    cycles: np.ndarray  # [A, L] cycles per layer
+    dram_bytes: np.ndarray  # [A, L] DRAM traffic, bytes
+    memory_bound: np.ndarray  # [A, L] True where a bandwidth, not compute, sets the latency
+
+    @property
+    def latency_total_s(self) -> np.ndarray:
+        """``[A]`` network latency: layers run one after another."""
+        return self.latency_s.sum(axis=1)
+
+    @property
+    def energy_total_j(self) -> np.ndarray:
+        """``[A]`` network energy."""
+        return self.energy_j.sum(axis=1)
+
+    @property
+    def edp(self) -> np.ndarray:
+        """``[A]`` energy-delay product, J*s."""
+        return self.energy_total_j * self.latency_total_s
+
+    @property
+    def edap(self) -> np.ndarray:
+        """``[A]`` energy-delay-area product, J*s*mm^2 (DANCE's default objective)."""
+        return self.edp * self.area_mm2
+
+    def metric(self, name: str) -> np.ndarray:
+        """``[A]`` network-level metric by name: latency, energy, area, edp, edap, fps."""
+        table = {"latency": self.latency_total_s, "energy": self.energy_total_j, "area": self.area_mm2,
+                 "edp": self.edp, "edap": self.edap}
+        if name == "fps":
+            return 1.0 / self.latency_total_s
+        if name not in table:
+            raise ConfigError(f"unknown metric {name!r}; known metrics: {sorted(table) + ['fps']}")
+        return table[name]
+
+
+# ---------------------------------------------------------------------------------------
+# packing records into arrays
+# ---------------------------------------------------------------------------------------
+
+def _layer_matrix(layers: Sequence[Layer]) -> Tuple[np.ndarray, np.ndarray]:
+    """Unique layer shapes as an int64 matrix and the index of each input layer.
+
+    Columns: N, G, Kg, Cg, R, S, P, Q, stride.
+    """
+    if len(layers) == 0:
+        raise ConfigError("workload: the layer list is empty")
+    rows = np.array([(l.N, l.groups, l.K // l.groups, l.C // l.groups, l.R, l.S, l.P, l.Q, l.stride)
+                     for l in layers], dtype=np.int64)
+    # A matrix-vector layer (linear, or a 1x1 conv on a 1x1 map) over a batch is one
+    # matrix-matrix product: the batch plays the role of output rows, so the mapping can
+    # reuse each weight across the batch instead of streaming all weights per sample.
+    mv = (rows[:, 4] == 1) & (rows[:, 5] == 1) & (rows[:, 6] == 1) & (rows[:, 7] == 1) & (rows[:, 0] > 1)
+    rows[mv, 6] = rows[mv, 0]
+    rows[mv, 0] = 1
+    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
+def _acc_arrays(accs: Sequence[Accelerator]) -> Dict[str, np.ndarray]:
+    if len(accs) == 0:
+        raise ConfigError("accelerators: the list is empty")
+    f = np.array([(a.pe_x, a.pe_y, a.rf_bytes, a.glb_bytes, DATAFLOWS.index(a.dataflow), a.word_bits)
+                  for a in accs], dtype=np.int64)
+    g = np.array([(a.clock_hz, a.dram_bw, a.glb_bw) for a in accs], dtype=np.float64)
+    out = {"pe_x": f[:, 0], "pe_y": f[:, 1], "rf_bytes": f[:, 2], "glb_bytes": f[:, 3], "df": f[:, 4],
+           "word_bits": f[:, 5], "clock_hz": g[:, 0], "dram_bw": g[:, 1], "glb_bw": g[:, 2]}
+    out["rf_words"] = out["rf_bytes"] * 8 // out["word_bits"]
+    out["glb_words"] = out["glb_bytes"] * 8 // out["word_bits"]
+    return out
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+# ---------------------------------------------------------------------------------------
+# GLB/DRAM-level search: depends on the layer and the GLB size only
+# ---------------------------------------------------------------------------------------
+
+def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]:
+    """Best DRAM-level mapping per (GLB size, layer, P-tiling).
+
+    Args:
+        lm: ``L x 9`` unique layer matrix (see :func:`_layer_matrix`).
+        glb_words: ``B`` distinct GLB capacities, words.
+
+    Returns:
+        Arrays of shape ``B x L x 2E`` (E = number of P tilings, two candidates each): tile counts ``n_m, n_c,
+        n_p``, tile sizes ``t_m, t_c, t_p``, DRAM words per operand ``w_d, i_d, o_d``, the
+        loop order index and ``ok`` (a feasible candidate exists).
+    """
+    N, G, Kg, Cg, R, S, P, Q, st = (lm[:, i][None, :, None, None] for i in range(9))
+    M = G * Kg
+    H = (P - 1) * st + R
+    Wd = (Q - 1) * st + S
+    e_p = np.arange(_P_SPLIT_EXP + 1)[None, None, :, None]
+    em, ec = np.meshgrid(np.arange(_MAX_SPLIT_EXP + 1), np.arange(_MAX_SPLIT_EXP + 1), indexing="ij")
+    em = em.reshape(1, 1, 1, -1)
+    ec = ec.reshape(1, 1, 1, -1)
+    # tile sizes and the real number of tiles they give
+    t_m = np.maximum(1, _cdiv(M, 2 ** em))
+    t_c = np.maximum(1, _cdiv(Cg, 2 ** ec))
+    t_p = np.maximum(1, _cdiv(P, 2 ** e_p))
+    n_m, n_c, n_p = _cdiv(M, t_m), _cdiv(Cg, t_c), _cdiv(P, t_p)
+    g_touched = np.minimum(G, _cdiv(t_m, Kg))
+    tile_words = (t_m * t_c * R * S + g_touched * t_c * ((t_p - 1) * st + R) * Wd + t_m * t_p * Q)
+    fits = tile_words <= glb_words[:, None, None, None]  # B x L x E x X
+
+    W = M * Cg * R * S
+    O = N * M * P * Q
+    I_halo = N * G * Cg * Wd * (H + (n_p - 1) * np.maximum(0, R - st))
+    i_refetch = _cdiv(Kg, np.minimum(t_m, Kg))  # m-tiles that share one input tile
+    single_w = (n_m * n_c) == 1
+
+    n = (n_m, n_c, n_p)
+    best = None
+    for oi, order in enumerate(_ORDERS):
+        # refetched[x]: loop x has a loop with >1 iterations inside it
+        inside_gt1 = {}
+        for pos, loop in enumerate(order):
+            inner = order[pos + 1:]
+            flag = np.zeros(np.broadcast_shapes(n_m.shape, n_c.shape, n_p.shape), dtype=bool)
+            for j in inner:
+                flag = flag | (n[j] > 1)
+            inside_gt1[loop] = flag
+        w_d = W * np.where(single_w, 1, N) * np.where(inside_gt1[2], n_p, 1)
+        i_d = I_halo * np.where(inside_gt1[0], i_refetch, 1)
+        o_d = O * np.where(inside_gt1[1], 2 * n_c - 1, 1)
+        tot = np.where(fits, (w_d + i_d + o_d).astype(np.float64), np.inf)
+        # tie-break towards fewer tiles (less control overhead)
+        tot = tot + 1e-6 * (n_m + n_c + n_p)
+        cand = dict(tot=tot, w_d=np.broadcast_to(w_d, tot.shape), i_d=np.broadcast_to(i_d, tot.shape),
+                    o_d=np.broadcast_to(o_d, tot.shape), order=np.full(tot.shape, oi))
+        if best is None:
+            best = {k: np.array(v) for k, v in cand.items()}
+        else:
+            better = cand["tot"] < best["tot"]
+            for k in best:
+                best[k] = np.where(better, cand[k], best[k])
+    # Keep, per P tiling, the least-traffic candidate overall and the least-traffic one that
+    # does not split the input channels (no partial sums leave the array's accumulators in
+    # OS): the array level of some dataflows pays for channel splits, the DRAM level cannot see it.
+    whole_c = np.where(ec == 0, best["tot"], np.inf)
+    idx = np.concatenate([np.argmin(best["tot"], axis=-1)[..., None], np.argmin(whole_c, axis=-1)[..., None]], -1)
+    shape = best["tot"].shape[:-1] + (idx.shape[-1],)
+    take = lambda a: np.take_along_axis(np.broadcast_to(a, best["tot"].shape), idx, axis=-1).reshape(
+        shape[:-2] + (-1,))
+    out = {k: take(v) for k, v in best.items()}
+    out.update(n_m=take(n_m), n_c=take(n_c), n_p=take(n_p), t_m=take(t_m), t_c=take(t_c), t_p=take(t_p))
+    out["ok"] = np.isfinite(out.pop("tot"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# spatial mapping and the array level, per dataflow
+# ---------------------------------------------------------------------------------------
+
+def _spatial(df: int, pe_x, pe_y, G, Kg, Cg, R, P, Q):
+    """Spatial unrolling factors ``(s_g, s_k, s_c, s_r, s_p, s_q)`` for one dataflow; arrays [A, L]."""
+    one = np.ones(np.broadcast_shapes(pe_x.shape, G.shape), dtype=np.int64)
+    if df == 0:  # ws: rows <- C', cols <- K', groups block-diagonal
+        s_c = np.minimum(Cg, pe_y)
+        s_k = np.minimum(Kg, pe_x)
+        s_g = np.minimum(G, np.minimum(pe_y // s_c, pe_x // s_k))
+        return s_g, s_k, s_c, one, one, one
+    if df == 1:  # os: rows <- P, cols <- Q, left-over blocks <- output channels
+        s_p = np.minimum(P, pe_y)
+        s_q = np.minimum(Q, pe_x)
+        slots = (pe_y // s_p) * (pe_x // s_q)
+        s_k = np.minimum(Kg, slots)
+        s_g = np.minimum(G, slots // s_k)
+        return s_g, s_k, one, one, s_p, s_q
+    # rs: rows <- R then C', cols <- P, left-over PE sets <- output channels
+    s_r = np.minimum(R, pe_y)
+    s_c = np.minimum(Cg, pe_y // s_r)
+    s_p = np.minimum(P, pe_x)
+    slots = (pe_x // s_p) * (pe_y // (s_r * s_c))
+    s_k = np.minimum(Kg, slots)
+    s_g = np.minimum(G, slots // s_k)
+    return s_g, s_k, s_c, s_r, s_p, one
+
+
+def _array_level(df: int, L: Dict[str, np.ndarray], sp, rf_words, d: Dict[str, np.ndarray]):
+    """GLB-side reads/writes, NoC deliveries and inter-PE transfers per operand.
+
+    Shapes: ``L`` entries are ``[1, L, 1]``; ``sp`` and ``rf_words`` are ``[A, L, 1]``;
+    ``d`` (the DRAM-level candidates) entries are ``[A, L, E]``.
+    """
+    N, G, Kg, Cg, R, S, P, Q, st = (L[k] for k in ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st"))
+    s_g, s_k, s_c, s_r, s_p, s_q = sp
+    macs, W, O = L["macs"], L["W"], L["O"]
+    Wd = (Q - 1) * st + S
+    n_p, t_p, n_c = d["n_p"], d["t_p"], d["n_c"]
+    info: Dict[str, Any] = {}
+    if df == 0:  # ws
+        rs_w = np.clip(rf_words - 2, 1, R * S)
+        n_rs = _cdiv(R * S, rs_w)
+        w_glb = W * N * n_p
+        i_glb = N * G * Cg * P * Q * R * S * _cdiv(Kg, s_k) * np.ones_like(n_p)
+        o_glb = O * (2 * _cdiv(Cg, s_c) * n_rs - 1) * np.ones_like(n_p)
+        deliver = w_glb + i_glb * s_k + o_glb
+        inter_pe = (macs * n_rs // (R * S)) * np.ones_like(n_p)
+        info = dict(rf_alloc=("filter taps per PE", rs_w), rf_splits=n_rs)
+    elif df == 1:  # os
+        o_rf = np.clip(rf_words - 2, 1, _cdiv(Kg, s_k))
+        folds = n_p * _cdiv(t_p, s_p) * _cdiv(Q, s_q)
+        w_glb = W * N * folds
+        win = ((s_p - 1) * st + R) * ((s_q - 1) * st + S)
+        m_chunks = _cdiv(Kg, s_k * o_rf)
+        i_glb = N * G * Cg * win * folds * m_chunks
+        o_glb = O * (2 * n_c - 1)
+        deliver = w_glb * s_p * s_q + i_glb * s_k + o_glb
+        inter_pe = np.maximum(0, macs // o_rf - i_glb * s_k)
+        info = dict(rf_alloc=("output partial sums per PE", o_rf), rf_splits=np.ones_like(o_rf))
+    else:  # rs
+        full = rf_words >= 2 * S + 1
+        s_chunk = np.where(full, S, np.maximum(1, (rf_words - 1) // 2))
+        n_s = _cdiv(S, s_chunk)
+        f_rf = np.where(full, np.clip((rf_words - S) // (S + 1), 1, _cdiv(Kg, s_k)), 1)
+        folds = n_p * _cdiv(t_p, s_p)
+        w_glb = W * N * folds
+        m_chunks = _cdiv(Kg, s_k * f_rf)
+        i_glb = N * G * Cg * Wd * ((s_p - 1) * st + R) * folds * m_chunks
+        o_glb = O * (2 * _cdiv(Cg, s_c) * n_s - 1) * np.ones_like(n_p)
+        deliver = w_glb * s_p + i_glb * s_r * s_k + o_glb
+        inter_pe = (macs * n_s // S) * np.ones_like(n_p)
+        info = dict(rf_alloc=("filters per PE (row-stationary)", f_rf), rf_splits=n_s)
+    return w_glb, i_glb, o_glb, deliver, inter_pe, info
+
+
+# ---------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------
+
+class AnalyticalModel:
+    """The analytical cost source.  Pure: no I/O, no logging set-up, no global state.
+
+    Args:
+        tech: technology constants (per-access energies and areas).
+        objective: what the mapping search minimises per layer: ``energy``, ``latency``,
+            ``edp`` or ``dram`` (DRAM traffic, Timeloop's "last-level accesses"; ties broken
+            by energy).
+    """
+
+    version = COST_MODEL_VERSION
+    name = "analytical"
+
+    def __init__(self, tech: Technology = DEFAULT_TECH, objective: str = "edp") -> None:
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"mapping objective {objective!r} is unknown; allowed values: {list(OBJECTIVES)}")
+        self.tech = tech
+        self.objective = objective
+
+    # -- area ---------------------------------------------------------------------------
+    def area_mm2(self, accs: Union[Sequence[Accelerator], Dict[str, np.ndarray]]) -> np.ndarray:
+        """``[A]`` area in mm^2: PEs x (MAC + RF) x (1 + overhead) + global buffer."""
+        a = accs if isinstance(accs, dict) else _acc_arrays(accs)
+        t = self.tech
+        pe = t.a_mac(a["word_bits"]) + a["rf_bytes"] / 1024.0 * t.a_rf_mm2_per_kb
+        return (a["pe_x"] * a["pe_y"]) * pe * (1.0 + t.array_overhead) + a["glb_bytes"] / 1024.0 * t.a_sram_mm2_per_kb
+
+    # -- pricing ------------------------------------------------------------------------
+    def __call__(self, layers: Sequence[Layer], accs: Sequence[Accelerator]) -> Costs:
+        return self.evaluate(layers, accs)
+
+    def evaluate(self, layers: Sequence[Layer], accs: Sequence[Accelerator]) -> Costs:
+        """Price every (accelerator, layer) pair.
+
+        Args:
+            layers: ``L`` layers.
+            accs: ``A`` accelerators.
+
+        Returns:
+            :class:`Costs` with ``[A, L]`` arrays and ``[A]`` area.
+        """
+        lm, inverse = _layer_matrix(layers)
+        a = _acc_arrays(accs)
+        res = self._price(lm, a)
+        sel = lambda x: x[:, inverse]
+        return Costs(latency_s=sel(res["latency_s"]), energy_j=sel(res["energy_j"]),
+                     utilization=sel(res["utilization"]), area_mm2=self.area_mm2(a), cycles=sel(res["cycles"]),
+                     dram_bytes=sel(res["dram_bytes"]), memory_bound=sel(res["memory_bound"]))
+
+    def _price(self, lm: np.ndarray, a: Dict[str, np.ndarray], detail: bool = False) -> Dict[str, Any]:
+        A, Lu = len(a["pe_x"]), lm.shape[0]
+        cols = ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st")
+        Ld = {k: lm[:, i][None, :, None] for i, k in enumerate(cols)}
+        Ld["macs"] = Ld["N"] * Ld["G"] * Ld["Kg"] * Ld["Cg"] * Ld["R"] * Ld["S"] * Ld["P"] * Ld["Q"]
+        Ld["W"] = Ld["G"] * Ld["Kg"] * Ld["Cg"] * Ld["R"] * Ld["S"]
+        Ld["O"] = Ld["N"] * Ld["G"] * Ld["Kg"] * Ld["P"] * Ld["Q"]
+
+        glb_vals, glb_idx = np.unique(a["glb_words"], return_inverse=True)
+        dram = _dram_search(lm, glb_vals)
+        if not dram["ok"].any(axis=-1).all():
+            b, l = np.argwhere(~dram["ok"].any(axis=-1))[0]
+            raise ConfigError(f"no mapping of layer shape {lm[l].tolist()} fits a global buffer of "
+                              f"{glb_vals[b]} words; enlarge glb_bytes")
+
+        out = {k: np.zeros((A, Lu)) for k in ("latency_s", "energy_j", "utilization", "cycles", "dram_bytes")}
+        out["memory_bound"] = np.zeros((A, Lu), dtype=bool)
+        details: Dict[str, Any] = {}
+        t = self.tech
+        for df in range(len(DATAFLOWS)):
+            ai = np.nonzero(a["df"] == df)[0]
+            if ai.size == 0:
+                continue
+            col = lambda k: a[k][ai][:, None, None]
+            d = {k: v[glb_idx[ai]] for k, v in dram.items()}  # [A', L, E]
+            sp = _spatial(df, col("pe_x"), col("pe_y"), Ld["G"], Ld["Kg"], Ld["Cg"], Ld["R"], Ld["P"], Ld["Q"])
+            s_g, s_k, s_c, s_r, s_p, s_q = sp
+            used = s_g * s_k * s_c * s_r * s_p * s_q
+            compute = (Ld["N"] * _cdiv(Ld["G"], s_g) * _cdiv(Ld["Kg"], s_k) * _cdiv(Ld["Cg"], s_c)
+                       * _cdiv(Ld["R"], s_r) * Ld["S"] * _cdiv(Ld["P"], s_p) * _cdiv(Ld["Q"], s_q))
+            w_glb, i_glb, o_glb, deliver, inter_pe, info = _array_level(df, Ld, sp, col("rf_words"), d)
+            dram_words = (d["w_d"] + d["i_d"] + d["o_d"]).astype(np.float64)
+            glb_words = (w_glb + i_glb + o_glb).astype(np.float64)
+            wb, bits = col("word_bits") / 8.0, col("word_bits")
+            macs = Ld["macs"].astype(np.float64)
+            e_mac = macs * t.e_mac(bits)
+            e_rf = (4.0 * macs + deliver) * t.e_rf(col("rf_bytes"), bits)
+            e_noc = (deliver + inter_pe) * t.e_noc(bits)
+            e_glb = (glb_words + dram_words) * t.e_glb(col("glb_bytes"), bits)
+            e_dram = dram_words * t.e_dram(bits)
+            energy_pj = e_mac + e_rf + e_noc + e_glb + e_dram
+            dram_cyc = dram_words * wb / col("dram_bw")
+            glb_cyc = glb_words * wb / col("glb_bw")
+            cycles = np.maximum(np.maximum(compute.astype(np.float64), dram_cyc), glb_cyc)
+            latency = cycles / col("clock_hz")
+            energy = energy_pj * 1e-12
+            score = {"energy": energy, "latency": latency, "edp": energy * latency,
+                     "dram": dram_words + 1e-9 * energy_pj / (1.0 + energy_pj)}[self.objective]
+            score = np.where(d["ok"], score, np.inf)
+            best = np.argmin(score, axis=-1)[..., None]
+            pick = lambda x: np.take_along_axis(np.broadcast_to(x, score.shape), best, axis=-1)[..., 0]
+            pes = (col("pe_x") * col("pe_y"))[..., 0]
+            out["latency_s"][ai] = pick(latency)
+            out["energy_j"][ai] = pick(energy)
+            out["cycles"][ai] = pick(cycles)
+            out["utilization"][ai] = Ld["macs"][..., 0] / (pick(cycles) * pes)
+            out["dram_bytes"][ai] = pick(dram_words) * wb[..., 0]
+            out["memory_bound"][ai] = pick(cycles) > pick(compute.astype(np.float64)) * (1 + 1e-9)
+            if detail:
+                keys = dict(compute_cycles=compute, dram_cycles=dram_cyc, glb_cycles=glb_cyc,
+                            w_dram=d["w_d"], i_dram=d["i_d"], o_dram=d["o_d"], w_glb=w_glb, i_glb=i_glb,
+                            o_glb=o_glb, noc_deliveries=deliver, inter_pe=inter_pe, e_mac=e_mac, e_rf=e_rf,
+                            e_noc=e_noc, e_glb=e_glb, e_dram=e_dram, n_m=d["n_m"], n_c=d["n_c"], n_p=d["n_p"],
+                            t_m=d["t_m"], t_c=d["t_c"], t_p=d["t_p"], order=d["order"],
+                            rf_alloc=info["rf_alloc"][1], rf_splits=info["rf_splits"], used_pes=used)
+                for k, v in keys.items():
+                    details.setdefault(k, {})[df] = (ai, pick(v))
+                details.setdefault("spatial", {})[df] = (ai, [np.broadcast_to(s, (ai.size, Lu, 1))[..., 0] for s in sp])
+                details.setdefault("rf_alloc_name", {})[df] = info["rf_alloc"][0]
+        if detail:
+            out["details"] = details
+        return out
+
+    # -- explanation --------------------------------------------------------------------
+    def explain(self, layer: Layer, acc: Accelerator) -> "Explanation":
+        """The chosen mapping, access counts and energy breakdown of one layer on one accelerator."""
+        lm, _ = _layer_matrix([layer])
+        a = _acc_arrays([acc])
+        res = self._price(lm, a, detail=True)
+        df = DATAFLOWS.index(acc.dataflow)
+        dt = res["details"]
+        g = lambda k: np.asarray(dt[k][df][1]).reshape(-1)[0].item()
+        s_g, s_k, s_c, s_r, s_p, s_q = (int(np.asarray(s).reshape(-1)[0]) for s in dt["spatial"][df][1])
+        order = _ORDERS[int(g("order"))]
+        wb = acc.word_bytes
+        energy = {"mac": g("e_mac"), "rf": g("e_rf"), "noc": g("e_noc"), "glb": g("e_glb"), "dram": g("e_dram")}
+        return Explanation(
+            layer=layer, accelerator=acc, objective=self.objective,
+            spatial={"groups": s_g, "out_channels": s_k, "in_channels": s_c, "filter_rows": s_r,
+                     "out_rows": s_p, "out_cols": s_q},
+            used_pes=int(g("used_pes")), num_pes=acc.num_pes,
+            rf_allocation={dt["rf_alloc_name"][df]: int(g("rf_alloc")), "filter/row splits": int(g("rf_splits"))},
+            glb_tile={"out_channels": int(g("t_m")), "in_channels_per_group": int(g("t_c")), "out_rows": int(g("t_p")),
+                      "out_cols": layer.Q},
+            dram_loops={"order (outer->inner)": [_LOOPS[i] for i in order],
+                        "tiles": {"m": int(g("n_m")), "c": int(g("n_c")), "p": int(g("n_p"))}},
+            accesses_words={
+                "dram": {"weights": g("w_dram"), "inputs": g("i_dram"), "outputs": g("o_dram")},
+                "glb": {"weights": g("w_glb"), "inputs": g("i_glb"), "outputs/psums": g("o_glb")},
+                "noc": {"deliveries to PEs": g("noc_deliveries"), "inter-PE": g("inter_pe")},
+                "rf": {"per-MAC accesses": 4 * layer.macs, "fills": g("noc_deliveries")},
+            },
+            energy_pj=energy,
+            cycles={"compute": g("compute_cycles"), "dram": g("dram_cycles"), "glb": g("glb_cycles")},
+            latency_s=float(res["latency_s"][0, 0]), energy_j=float(res["energy_j"][0, 0]),
+            utilization=float(res["utilization"][0, 0]), dram_bytes=float(res["dram_bytes"][0, 0]),
+            bound=_bound_name(g("compute_cycles"), g("dram_cycles"), g("glb_cycles")),
+            word_bytes=wb,
+        )
+
+
+def _bound_name(compute: float, dram: float, glb: float) -> str:
+    m = max(compute, dram, glb)
+    if m == compute:
+        return "compute"
+    return "dram-bandwidth" if m == dram else "glb-bandwidth"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a layer costs what it costs on an accelerator (see :meth:`AnalyticalModel.explain`)."""
+
+    layer: Layer
+    accelerator: Accelerator
+    objective: str  # mapping objective used
+    spatial: Dict[str, int]  # spatial unrolling per dimension
+    used_pes: int  # PEs with work in one array step
+    num_pes: int  # PEs in the array
+    rf_allocation: Dict[str, int]  # what each PE's RF holds beyond one word per operand
+    glb_tile: Dict[str, int]  # GLB tile sizes
+    dram_loops: Dict[str, Any]  # DRAM-level loop order and tile counts
+    accesses_words: Dict[str, Dict[str, float]]  # per level, per operand
+    energy_pj: Dict[str, float]  # energy breakdown per level, pJ
+    cycles: Dict[str, float]  # compute / DRAM / GLB cycles; the largest is the latency
+    latency_s: float  # seconds
+    energy_j: float  # joules
+    utilization: float  # MACs / (cycles x PEs)
+    dram_bytes: float  # DRAM traffic, bytes
+    bound: str  # "compute", "dram-bandwidth" or "glb-bandwidth"
+    word_bytes: float  # bytes per word
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("layer", "accelerator")}
+        d["layer"] = self.layer.to_dict()
+        d["accelerator"] = self.accelerator.to_dict()
+        return d
+
+    def __str__(self) -> str:
+        l, acc = self.layer, self.accelerator
+        lines = [
+            f"layer {l.name or l.kind}: {l.kind} N={l.N} K={l.K} C={l.C} R={l.R} S={l.S} P={l.P} Q={l.Q} "
+            f"stride={l.stride} groups={l.groups}  ({l.macs:,} MACs)",
+            f"accelerator {acc.name or ''} {acc.short()}",
+            f"spatial: " + ", ".join(f"{k}={v}" for k, v in self.spatial.items() if v > 1)
+            + f"  -> {self.used_pes}/{self.num_pes} PEs busy",
+            "RF: " + ", ".join(f"{k}={v}" for k, v in self.rf_allocation.items()),
+            "GLB tile: " + ", ".join(f"{k}={v}" for k, v in self.glb_tile.items()),
+            f"DRAM loops: order {'>'.join(self.dram_loops['order (outer->inner)'])}, tiles "
+            + ", ".join(f"{k}={v}" for k, v in self.dram_loops["tiles"].items()),
+            "accesses (words):",
+        ]
+        for lvl, ops in self.accesses_words.items():
+            lines.append(f"  {lvl:5s} " + ", ".join(f"{k}={v:,.0f}" for k, v in ops.items()))
+        tot = sum(self.energy_pj.values())
+        lines.append("energy: " + ", ".join(f"{k} {v / 1e6:.3f} uJ ({100 * v / tot:.0f}%)"
+                                             for k, v in self.energy_pj.items()))
+        lines.append("cycles: " + ", ".join(f"{k}={v:,.0f}" for k, v in self.cycles.items())
+                     + f"  -> {self.bound}-bound")
+        lines.append(f"latency {self.latency_s * 1e3:.4f} ms, energy {self.energy_j * 1e3:.4f} mJ, "
+                     f"utilisation {100 * self.utilization:.1f}%, DRAM {self.dram_bytes / 1e6:.3f} MB")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# functional API
+# ---------------------------------------------------------------------------------------
+
+def evaluate(layers: Sequence[Layer], accelerators: Union[Accelerator, Sequence[Accelerator]],
+             objective: str = "edp", tech: Technology = DEFAULT_TECH) -> Costs:
+    """Price every (accelerator, layer) pair with the analytical model.
+
+    Args:
+        layers: ``L`` layers.
+        accelerators: one accelerator or a sequence of ``A``.
+        objective: mapping-search objective: ``energy``, ``latency``, ``edp`` or ``dram``.
+        tech: technology constants.
+
+    Returns:
+        :class:`Costs` with ``[A, L]`` latency (s), energy (J), utilisation, cycles, DRAM
+        bytes and boundness, and ``[A]`` area (mm^2).
+    """
+    if isinstance(accelerators, Accelerator):
+        accelerators = [accelerators]
+    return AnalyticalModel(tech, objective).evaluate(layers, accelerators)
+
+
+def explain(layer: Layer, accelerator: Accelerator, objective: str = "edp",
+            tech: Technology = DEFAULT_TECH) -> Explanation:
+    """See :meth:`AnalyticalModel.explain`."""
+    return AnalyticalModel(tech, objective).explain(layer, accelerator)

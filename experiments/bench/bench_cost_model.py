@@ -1,0 +1,61 @@
+"""Benchmark: how fast the analytical model prices networks on the whole hardware space.
+
+Prints, as medians over repeats:
+  * the rate of (layer, accelerator) pairs priced per second, mapping search included;
+  * the time to price a whole network on every point of the default hardware space,
+    side by side with pricing the same space one accelerator at a time (the loop a
+    non-vectorised model would run), and against DANCE's published 112 s for an exhaustive
+    hardware search of one network with Timeloop on 48 threads.
+
+Usage:  python experiments/bench/bench_cost_model.py [--repeats 7] [--space default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from accelerators import get_hardware_space
+from accelerators.cost_model import AnalyticalModel
+from accelerators.networks import get_workload
+
+TIMELOOP_SECONDS = 112.0  # DANCE (DAC 2021), Sec. 5: exhaustive HW search per network, 48 threads
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--space", default="default")
+    ap.add_argument("--loop-sample", type=int, default=48,
+                    help="accelerators priced one at a time for the baseline (extrapolated to the space)")
+    args = ap.parse_args()
+
+    space = get_hardware_space(args.space)
+    accs = space.enumerate()
+    model = AnalyticalModel()
+    print(f"hardware space {space.name!r}: {space.size} designs; repeats={args.repeats} (medians)")
+    print(f"{'network':<20}{'layers':>7}{'pairs':>9}{'whole space s':>15}{'pairs/s':>12}"
+          f"{'1-at-a-time s':>15}{'vs loop':>9}{'vs Timeloop':>13}")
+    for name in ("resnet18", "mobilenetv2-cifar", "mobilenetv2", "resnet50"):
+        layers = get_workload(name)
+        pairs = len(layers) * len(accs)
+        t_vec = _median_time(lambda: model.evaluate(layers, accs), args.repeats)
+        sample = accs[:: max(1, len(accs) // args.loop_sample)]
+        t_loop_sample = _median_time(lambda: [model.evaluate(layers, [a]) for a in sample], max(1, args.repeats // 3))
+        t_loop = t_loop_sample * len(accs) / len(sample)
+        print(f"{name:<20}{len(layers):>7}{pairs:>9}{t_vec:>15.4f}{pairs / t_vec:>12.0f}"
+              f"{t_loop:>15.3f}{t_loop / t_vec:>8.0f}x{TIMELOOP_SECONDS / t_vec:>12.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Tests of the analytical cost model: hand-worked examples, physical bounds, golden numbers."""
+
+import numpy as np
+import pytest
+
+from accelerators import Accelerator, ConfigError, get_accelerator, get_hardware_space, list_accelerators
+from accelerators.cost_model import AnalyticalModel, evaluate, explain
+from accelerators.networks import get_workload, list_workloads
+from accelerators.technology import DEFAULT_TECH
+from accelerators.workload import Layer, conv, depthwise, linear
+
+FAST_MEM = dict(dram_bw=1e6, glb_bw=1e6)  # make bandwidth irrelevant in hand-worked compute examples
+
+
+def acc(pe_x, pe_y, df, rf=64, glb=108 * 1024, **kw):
+    return Accelerator(pe_x=pe_x, pe_y=pe_y, rf_bytes=rf, glb_bytes=glb, dataflow=df, **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# hand-worked examples, one per dataflow
+# ---------------------------------------------------------------------------------------
+
+def test_ws_pointwise_by_hand():
+    # 1x1 conv, C=4 -> K=4 on a 2x2 map, on a 4x4 WS array: rows take the 4 input channels,
+    # columns the 4 output channels, so each array step is one output pixel: 4 cycles.
+    l = conv(4, 4, 1, 2)
+    ex = explain(l, acc(4, 4, "ws", **FAST_MEM))
+    assert ex.used_pes == 16
+    assert ex.cycles["compute"] == 4
+    assert ex.utilization == pytest.approx(1.0)
+    # every weight is loaded once; the input stream is read once (one column fold);
+    # every output is written once (one row fold, one filter tap)
+    assert ex.accesses_words["glb"] == {"weights": 16, "inputs": 16, "outputs/psums": 16}
+    assert ex.accesses_words["dram"] == {"weights": 16, "inputs": 16, "outputs": 16}
+    assert ex.bound == "compute"
+
+
+def test_os_conv_by_hand():
+    # 3x3 conv C=2 -> K=2 with a 4x4 output on a 4x4 OS array: one PE per output pixel,
+    # each accumulates K * C * R * S = 2 * 2 * 9 = 36 MACs sequentially.
+    l = conv(2, 2, 3, 4)
+    ex = explain(l, acc(4, 4, "os", **FAST_MEM))
+    assert ex.spatial["out_rows"] == 4 and ex.spatial["out_cols"] == 4
+    assert ex.cycles["compute"] == 36
+    assert ex.utilization == pytest.approx(l.macs / (36 * 16))
+    assert ex.utilization == pytest.approx(1.0)
+    # outputs stay in the PEs: written to the buffer exactly once
+    assert ex.accesses_words["glb"]["outputs/psums"] == l.output_elems
+
+
+def test_rs_conv_by_hand():
+    # 3x3 conv, 1 -> 1 channel, 4x4 output on a 3-row x 4-column RS array: rows take the
+    # 3 filter rows, columns the 4 output rows; each PE runs a 1-D conv of S=3 taps over
+    # Q=4 outputs: 12 cycles, all 12 PEs busy.
+    l = conv(1, 1, 3, 4)
+    ex = explain(l, acc(4, 3, "rs", **FAST_MEM))
+    assert ex.spatial["filter_rows"] == 3 and ex.spatial["out_rows"] == 4
+    assert ex.used_pes == 12
+    assert ex.cycles["compute"] == 12
+    assert ex.utilization == pytest.approx(1.0)
+
+
+def test_depthwise_underutilises_weight_stationary():
+    # The classic interplay: a depthwise layer has one input channel per output channel, so a
+    # WS array (rows = C', cols = K') can only use its diagonal; RS/OS keep the array busy.
+    l = depthwise(64, 3, 28)
+    ws, rs, os_ = (evaluate([l], [acc(16, 16, df, **FAST_MEM)]) for df in ("ws", "rs", "os"))
+    assert ws.utilization[0, 0] == pytest.approx(16 / 256)
+    assert rs.utilization[0, 0] > 0.5 and os_.utilization[0, 0] > 0.5
+    assert ws.latency_s[0, 0] > 5 * rs.latency_s[0, 0]
+
+
+def test_layer_smaller_than_array_is_underutilised():
+    l = conv(8, 8, 1, 4)  # 8 input channels on 32 rows
+    c = evaluate([l], [acc(32, 32, "ws", **FAST_MEM)])
+    assert c.utilization[0, 0] == pytest.approx((8 * 8) / (32 * 32))
+
+
+def test_rf_size_matters_for_row_stationary():
+    # A 7-tap filter row does not fit an 8-word RF (needs 2 S + 1 = 15 words): the row is split
+    # and partial sums travel more; a larger RF also holds several filters.
+    l = conv(32, 64, 7, 16)
+    small, big = evaluate([l], [acc(12, 12, "rs", rf=16), acc(12, 12, "rs", rf=256)]).energy_j[:, 0]
+    ex_small = explain(l, acc(12, 12, "rs", rf=16))
+    assert ex_small.rf_allocation["filter/row splits"] > 1
+    assert big < small
+
+
+# ---------------------------------------------------------------------------------------
+# physical bounds over every built-in workload and accelerator
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def priced():
+    accs = [get_accelerator(n) for n in list_accelerators()]
+    return {w: (get_workload(w), accs, evaluate(get_workload(w), accs)) for w in list_workloads()}
+
+
+@pytest.mark.parametrize("workload", list_workloads())
+def test_physical_bounds(priced, workload):
+    layers, accs, c = priced[workload]
+    macs = np.array([l.macs for l in layers], dtype=float)
+    for j, a in enumerate(accs):
+        assert np.all(c.latency_s[j] >= macs / (a.num_pes * a.clock_hz) * (1 - 1e-12)), a.name
+        assert np.all(c.energy_j[j] >= macs * DEFAULT_TECH.e_mac(a.word_bits) * 1e-12), a.name
+        once = np.array([l.weight_elems + l.input_elems + l.output_elems for l in layers]) * a.word_bytes
+        assert np.all(c.dram_bytes[j] >= once * (1 - 1e-12)), a.name
+        assert np.all((c.utilization[j] > 0) & (c.utilization[j] <= 1 + 1e-12)), a.name
+        assert np.all(np.isfinite(c.latency_s[j])) and np.all(np.isfinite(c.energy_j[j]))
+    assert np.all(c.area_mm2 > 0)
+
+
+@pytest.mark.parametrize("workload", list_workloads())
+@pytest.mark.parametrize("dataflow", ["ws", "os", "rs"])
+def test_bigger_global_buffer_never_increases_dram_traffic(workload, dataflow):
+    layers = get_workload(workload)
+    sizes = [16, 32, 64, 108, 256, 1024]
+    accs = [acc(16, 16, dataflow, glb=k * 1024) for k in sizes]
+    # The least DRAM traffic any mapping achieves can only fall as the buffer grows (every
+    # mapping that fits a small buffer fits a bigger one).  Energy-optimal mappings may trade a
+    # little DRAM traffic for fewer accesses to a bigger, costlier buffer, so this is a bound
+    # on the DRAM-optimal mapping (Timeloop's "last-level accesses" metric).
+    d = evaluate(layers, accs, objective="dram").dram_bytes
+    assert np.all(np.diff(d, axis=0) <= 1e-9 * d[:-1])
+    # and the DRAM-optimal mapping is never worse on DRAM than the energy-optimal one
+    assert np.all(d <= evaluate(layers, accs, objective="energy").dram_bytes * (1 + 1e-12))
+
+
+def test_duplicate_layers_cost_the_same_and_order_is_kept():
+    a, b = conv(16, 32, 3, 8, name="a"), conv(32, 32, 3, 8, name="b")
+    c = evaluate([a, b, a], [get_accelerator("eyeriss")])
+    assert c.latency_s.shape == (1, 3)
+    assert c.latency_s[0, 0] == c.latency_s[0, 2] and c.energy_j[0, 0] == c.energy_j[0, 2]
+    assert c.latency_s[0, 1] != c.latency_s[0, 0]
+
+
+def test_vectorised_equals_one_by_one():
+    layers = get_workload("resnet18")
+    accs = get_hardware_space("default").sample(7, rng=3)
+    batch = evaluate(layers, accs)
+    for j, a in enumerate(accs):
+        single = evaluate(layers, [a])
+        np.testing.assert_allclose(batch.latency_s[j], single.latency_s[0])
+        np.testing.assert_allclose(batch.energy_j[j], single.energy_j[0])
+
+
+def test_mapping_objective_selects():
+    layers = get_workload("mobilenetv2")
+    a = [get_accelerator("eyeriss")]
+    by_energy = evaluate(layers, a, objective="energy")
+    by_latency = evaluate(layers, a, objective="latency")
+    assert by_energy.energy_total_j[0] <= by_latency.energy_total_j[0] * (1 + 1e-12)
+    assert by_latency.latency_total_s[0] <= by_energy.latency_total_s[0] * (1 + 1e-12)
+
+
+def test_fc_layer_is_memory_bound_on_eyeriss():
+    ex = explain(linear(9216, 4096), get_accelerator("eyeriss"))
+    assert ex.bound == "dram-bandwidth"
+    assert ex.accesses_words["dram"]["weights"] == 9216 * 4096
+
+
+def test_network_metrics():
+    c = evaluate(get_workload("resnet18"), [get_accelerator("eyeriss"), get_accelerator("tpu-like")])
+    np.testing.assert_allclose(c.edap, c.energy_total_j * c.latency_total_s * c.area_mm2)
+    np.testing.assert_allclose(c.metric("fps"), 1 / c.latency_total_s)
+    with pytest.raises(ConfigError, match="known metrics"):
+        c.metric("speed")
+
+
+# ---------------------------------------------------------------------------------------
+# golden numbers (regression pins of the model's own output; bump COST_MODEL_VERSION to change)
+# ---------------------------------------------------------------------------------------
+
+ALEXNET_EYERISS = {  # layer: (latency ms, energy mJ), batch 1, mapping objective edp
+    "conv1": (3.48485, 0.726),
+    "conv2": (8.2944, 1.4546),
+    "conv3": (4.792, 1.191),
+    "conv4": (3.594, 0.896),
+    "conv5": (2.396, 0.603),
+}
+
+
+def test_golden_alexnet_on_eyeriss():
+    layers = [l for l in get_workload("alexnet") if l.name in ALEXNET_EYERISS]
+    assert [l.name for l in layers] == list(ALEXNET_EYERISS)
+    c = evaluate(layers, [get_accelerator("eyeriss")])
+    for i, l in enumerate(layers):
+        lat, en = ALEXNET_EYERISS[l.name]
+        assert c.latency_s[0, i] * 1e3 == pytest.approx(lat, rel=1e-3), l.name
+        assert c.energy_j[0, i] * 1e3 == pytest.approx(en, rel=1e-3), l.name
+
+
+def test_golden_areas():
+    c = evaluate([conv(16, 16, 3, 8)], [get_accelerator(n) for n in ("eyeriss", "dance-ws", "dance-rs")])
+    # PEs x (MAC + RF) x 1.15 + GLB
+    exp = [168 * (0.005 + 520 / 1024 * 0.035) * 1.15 + 108 * 0.012,
+           256 * (0.005 + 16 / 1024 * 0.035) * 1.15 + 108 * 0.012,
+           96 * (0.005 + 32 / 1024 * 0.035) * 1.15 + 108 * 0.012]
+    np.testing.assert_allclose(c.area_mm2, exp, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------
+
+def test_bad_objective():
+    with pytest.raises(ConfigError, match="allowed values"):
+        AnalyticalModel(objective="speed")
+
+
+def test_empty_inputs():
+    with pytest.raises(ConfigError, match="empty"):
+        evaluate([], [get_accelerator("eyeriss")])
+    with pytest.raises(ConfigError, match="empty"):
+        evaluate([conv(3, 8, 3, 8)], [])
+
+
+def test_explain_renders():
+    text = str(explain(get_workload("resnet18")[0], get_accelerator("eyeriss")))
+    for word in ("spatial", "RF", "GLB tile", "DRAM loops", "energy", "bound"):
+        assert word in text
