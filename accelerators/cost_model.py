@@ -45,7 +45,8 @@ that buffer; this is what makes pricing a network on a whole hardware space take
 milliseconds.
 
 Simplifications (stated, not hidden): compute cycles use whole-layer spatial folds (tile
-edges are not re-rounded); the GLB is single-buffered; N is the outermost DRAM loop;
+edges are not re-rounded); the GLB is single-buffered; the batch is stacked along the
+output rows for tiling (so weights can be reused across images);
 WS streams inputs in im2col order (no line buffer); no zero-skipping.  A batched
 linear layer is priced as one matrix-matrix product (the batch takes the place of P).  See
 ``docs/cost_model.md`` for the comparison with the Eyeriss chip.
@@ -187,17 +188,20 @@ def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]
     # tile sizes and the real number of tiles they give
     t_m = np.maximum(1, _cdiv(M, 2 ** em))
     t_c = np.maximum(1, _cdiv(Cg, 2 ** ec))
-    t_p = np.maximum(1, _cdiv(P, 2 ** e_p))
-    n_m, n_c, n_p = _cdiv(M, t_m), _cdiv(Cg, t_c), _cdiv(P, t_p)
+    # The batch is stacked along the output rows: the row loop runs over N * P rows, so a
+    # weight tile can stay in the GLB across images when the row loop is innermost.
+    NP = N * P
+    t_p = np.maximum(1, _cdiv(NP, 2 ** e_p))
+    n_m, n_c, n_p = _cdiv(M, t_m), _cdiv(Cg, t_c), _cdiv(NP, t_p)
     g_touched = np.minimum(G, _cdiv(t_m, Kg))
-    tile_words = (t_m * t_c * R * S + g_touched * t_c * ((t_p - 1) * st + R) * Wd + t_m * t_p * Q)
+    tile_words = (t_m * t_c * R * S + g_touched * t_c * ((np.minimum(t_p, P) - 1) * st + R) * Wd
+                  * _cdiv(t_p, P) + t_m * t_p * Q)
     fits = tile_words <= glb_words[:, None, None, None]  # B x L x E x X
 
     W = M * Cg * R * S
     O = N * M * P * Q
-    I_halo = N * G * Cg * Wd * (H + (n_p - 1) * np.maximum(0, R - st))
+    I_halo = G * Cg * Wd * (N * H + np.maximum(0, n_p - N) * np.maximum(0, R - st))
     i_refetch = _cdiv(Kg, np.minimum(t_m, Kg))  # m-tiles that share one input tile
-    single_w = (n_m * n_c) == 1
 
     n = (n_m, n_c, n_p)
     best = None
@@ -210,7 +214,7 @@ def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]
             for j in inner:
                 flag = flag | (n[j] > 1)
             inside_gt1[loop] = flag
-        w_d = W * np.where(single_w, 1, N) * np.where(inside_gt1[2], n_p, 1)
+        w_d = W * np.where(inside_gt1[2], n_p, 1)
         i_d = I_halo * np.where(inside_gt1[0], i_refetch, 1)
         o_d = O * np.where(inside_gt1[1], 2 * n_c - 1, 1)
         tot = np.where(fits, (w_d + i_d + o_d).astype(np.float64), np.inf)
@@ -282,36 +286,53 @@ def _array_level(df: int, L: Dict[str, np.ndarray], sp, rf_words, d: Dict[str, n
     if df == 0:  # ws
         rs_w = np.clip(rf_words - 2, 1, R * S)
         n_rs = _cdiv(R * S, rs_w)
-        w_glb = W * N * n_p
+        w_glb = W * n_p
         i_glb = N * G * Cg * P * Q * R * S * _cdiv(Kg, s_k) * np.ones_like(n_p)
         o_glb = O * (2 * _cdiv(Cg, s_c) * n_rs - 1) * np.ones_like(n_p)
         deliver = w_glb + i_glb * s_k + o_glb
         inter_pe = (macs * n_rs // (R * S)) * np.ones_like(n_p)
-        info = dict(rf_alloc=("filter taps per PE", rs_w), rf_splits=n_rs)
+        info = dict(rf_alloc={"filter taps per PE": rs_w}, rf_splits=n_rs)
     elif df == 1:  # os
         o_rf = np.clip(rf_words - 2, 1, _cdiv(Kg, s_k))
         folds = n_p * _cdiv(t_p, s_p) * _cdiv(Q, s_q)
-        w_glb = W * N * folds
+        w_glb = W * folds
         win = ((s_p - 1) * st + R) * ((s_q - 1) * st + S)
         m_chunks = _cdiv(Kg, s_k * o_rf)
-        i_glb = N * G * Cg * win * folds * m_chunks
+        i_glb = G * Cg * win * folds * m_chunks
         o_glb = O * (2 * n_c - 1)
         deliver = w_glb * s_p * s_q + i_glb * s_k + o_glb
         inter_pe = np.maximum(0, macs // o_rf - i_glb * s_k)
-        info = dict(rf_alloc=("output partial sums per PE", o_rf), rf_splits=np.ones_like(o_rf))
+        info = dict(rf_alloc={"output partial sums per PE": o_rf}, rf_splits=np.ones_like(o_rf))
     else:  # rs
+        # An Eyeriss PE holds f filters x q channels of filter rows (f q S words), q input
+        # rows' sliding windows (q S) and f partial sums (Eyeriss: 224 + 12 + 24 words).  f
+        # reuses each input f times, q accumulates q channels before a partial sum leaves the
+        # PE.  The split is searched over q in {1, 2, 4, 8, 16} per pair.
         full = rf_words >= 2 * S + 1
         s_chunk = np.where(full, S, np.maximum(1, (rf_words - 1) // 2))
         n_s = _cdiv(S, s_chunk)
-        f_rf = np.where(full, np.clip((rf_words - S) // (S + 1), 1, _cdiv(Kg, s_k)), 1)
+        c_folds = _cdiv(Cg, s_c)
+        best = None
+        for q in (1, 2, 4, 8, 16):
+            f = (rf_words - q * S) // (q * S + 1)
+            ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
+            f = np.where(ok, np.clip(f, 1, _cdiv(Kg, s_k)), 1)
+            qq = np.where(ok, q, 1)
+            proxy = (G * Cg * Wd * _cdiv(Kg, s_k * f)) + O * 2 * _cdiv(c_folds, qq)
+            if best is None:
+                best = (proxy, f, qq)
+            else:
+                better = ok & (proxy < best[0])
+                best = tuple(np.where(better, new_, old_) for new_, old_ in zip((proxy, f, qq), best))
+        _, f_rf, q_rf = best
         folds = n_p * _cdiv(t_p, s_p)
-        w_glb = W * N * folds
+        w_glb = W * folds
         m_chunks = _cdiv(Kg, s_k * f_rf)
-        i_glb = N * G * Cg * Wd * ((s_p - 1) * st + R) * folds * m_chunks
-        o_glb = O * (2 * _cdiv(Cg, s_c) * n_s - 1) * np.ones_like(n_p)
+        i_glb = G * Cg * Wd * ((s_p - 1) * st + R) * folds * m_chunks
+        o_glb = O * (2 * _cdiv(c_folds, q_rf) * n_s - 1) * np.ones_like(n_p)
         deliver = w_glb * s_p + i_glb * s_r * s_k + o_glb
-        inter_pe = (macs * n_s // S) * np.ones_like(n_p)
-        info = dict(rf_alloc=("filters per PE (row-stationary)", f_rf), rf_splits=n_s)
+        inter_pe = (macs * n_s // (S * q_rf)) * np.ones_like(n_p)
+        info = dict(rf_alloc={"filters per PE": f_rf, "channels per PE": q_rf}, rf_splits=n_s)
     return w_glb, i_glb, o_glb, deliver, inter_pe, info
 
 
@@ -432,11 +453,12 @@ class AnalyticalModel:
                             o_glb=o_glb, noc_deliveries=deliver, inter_pe=inter_pe, e_mac=e_mac, e_rf=e_rf,
                             e_noc=e_noc, e_glb=e_glb, e_dram=e_dram, n_m=d["n_m"], n_c=d["n_c"], n_p=d["n_p"],
                             t_m=d["t_m"], t_c=d["t_c"], t_p=d["t_p"], order=d["order"],
-                            rf_alloc=info["rf_alloc"][1], rf_splits=info["rf_splits"], used_pes=used)
+                            rf_splits=info["rf_splits"], used_pes=used)
+                keys.update({"rf:" + k: v for k, v in info["rf_alloc"].items()})
                 for k, v in keys.items():
                     details.setdefault(k, {})[df] = (ai, pick(v))
                 details.setdefault("spatial", {})[df] = (ai, [np.broadcast_to(s, (ai.size, Lu, 1))[..., 0] for s in sp])
-                details.setdefault("rf_alloc_name", {})[df] = info["rf_alloc"][0]
+                details.setdefault("rf_names", {})[df] = list(info["rf_alloc"])
         if detail:
             out["details"] = details
         return out
@@ -459,7 +481,7 @@ class AnalyticalModel:
             spatial={"groups": s_g, "out_channels": s_k, "in_channels": s_c, "filter_rows": s_r,
                      "out_rows": s_p, "out_cols": s_q},
             used_pes=int(g("used_pes")), num_pes=acc.num_pes,
-            rf_allocation={dt["rf_alloc_name"][df]: int(g("rf_alloc")), "filter/row splits": int(g("rf_splits"))},
+            rf_allocation={**{k: int(g("rf:" + k)) for k in dt["rf_names"][df]}, "filter/row splits": int(g("rf_splits"))},
             glb_tile={"out_channels": int(g("t_m")), "in_channels_per_group": int(g("t_c")), "out_rows": int(g("t_p")),
                       "out_cols": layer.Q},
             dram_loops={"order (outer->inner)": [_LOOPS[i] for i in order],

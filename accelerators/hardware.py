@@ -128,11 +128,11 @@ def eyeriss() -> Accelerator:
     """Eyeriss v1 (Chen et al., JSSC 2017): 12x14 PEs, row-stationary, 16-bit.
 
     Each PE has 224 (filter) + 12 (ifmap) + 24 (psum) 16-bit words = 520 B of RF; the
-    global buffer is 108 KB; the chip ran AlexNet at 200 MHz.  The off-chip link is a
-    64-bit bus (8 B/cycle).
+    global buffer is 108 KB; the chip ran AlexNet at 200 MHz.  The off-chip link is 64 bits
+    wide on a 90 MHz link clock: 720 MB/s, i.e. 3.6 B per 200 MHz core cycle.
     """
     return Accelerator(pe_x=14, pe_y=12, rf_bytes=520, glb_bytes=108 * 1024, dataflow="rs",
-                       clock_hz=200e6, dram_bw=8.0, glb_bw=64.0, word_bits=16, name="eyeriss")
+                       clock_hz=200e6, dram_bw=3.6, glb_bw=64.0, word_bits=16, name="eyeriss")
 
 
 @ACCELERATORS.register("tpu-like")

@@ -78,12 +78,18 @@ def test_layer_smaller_than_array_is_underutilised():
 
 def test_rf_size_matters_for_row_stationary():
     # A 7-tap filter row does not fit an 8-word RF (needs 2 S + 1 = 15 words): the row is split
-    # and partial sums travel more; a larger RF also holds several filters.
+    # and partial sums travel more.  A bigger RF holds several channels, but every access to it
+    # costs more (per-access energy grows with capacity), so RF size is a real trade-off.
     l = conv(32, 64, 7, 16)
-    small, big = evaluate([l], [acc(12, 12, "rs", rf=16), acc(12, 12, "rs", rf=256)]).energy_j[:, 0]
-    ex_small = explain(l, acc(12, 12, "rs", rf=16))
-    assert ex_small.rf_allocation["filter/row splits"] > 1
-    assert big < small
+    small, mid, big = (acc(12, 12, "rs", rf=rf) for rf in (16, 64, 512))
+    e_small, e_mid, e_big = evaluate([l], [small, mid, big]).energy_j[:, 0]
+    ex_small, ex_mid, ex_big = (explain(l, a) for a in (small, mid, big))
+    assert ex_small.rf_allocation["filter/row splits"] == 3
+    assert ex_mid.rf_allocation["filter/row splits"] == 1
+    assert e_mid < e_small
+    assert ex_big.rf_allocation["channels per PE"] > ex_mid.rf_allocation["channels per PE"]
+    assert ex_big.accesses_words["glb"]["outputs/psums"] < ex_mid.accesses_words["glb"]["outputs/psums"]
+    assert ex_big.energy_pj["rf"] > ex_mid.energy_pj["rf"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,11 +178,11 @@ def test_network_metrics():
 # ---------------------------------------------------------------------------------------
 
 ALEXNET_EYERISS = {  # layer: (latency ms, energy mJ), batch 1, mapping objective edp
-    "conv1": (3.48485, 0.726),
-    "conv2": (8.2944, 1.4546),
-    "conv3": (4.792, 1.191),
-    "conv4": (3.594, 0.896),
-    "conv5": (2.396, 0.603),
+    "conv1": (3.4848, 0.744898),
+    "conv2": (8.2944, 1.43191),
+    "conv3": (4.79232, 1.10491),
+    "conv4": (3.59424, 0.831878),
+    "conv5": (2.39616, 0.560518),
 }
 
 
@@ -186,8 +192,8 @@ def test_golden_alexnet_on_eyeriss():
     c = evaluate(layers, [get_accelerator("eyeriss")])
     for i, l in enumerate(layers):
         lat, en = ALEXNET_EYERISS[l.name]
-        assert c.latency_s[0, i] * 1e3 == pytest.approx(lat, rel=1e-3), l.name
-        assert c.energy_j[0, i] * 1e3 == pytest.approx(en, rel=1e-3), l.name
+        assert c.latency_s[0, i] * 1e3 == pytest.approx(lat, rel=1e-5), l.name
+        assert c.energy_j[0, i] * 1e3 == pytest.approx(en, rel=1e-5), l.name
 
 
 def test_golden_areas():
