@@ -2,12 +2,17 @@
 
 from .hardware import (ACCELERATORS, DATAFLOWS, Accelerator, get_accelerator, list_accelerators,
                        load_accelerator, save_accelerator)
+from .cost_model import OBJECTIVES, AnalyticalModel, Costs, Explanation, evaluate, explain
 from .io import ConfigError
 from .registry import Registry, UnknownNameError
 from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hardware_spaces
+from .networks import WORKLOADS, get_workload, list_workloads
+from .technology import COST_MODEL_VERSION
 from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload, save_workload
 
 __all__ = [
+    "OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
+    "list_workloads", "COST_MODEL_VERSION",
     "ACCELERATORS", "DATAFLOWS", "Accelerator", "get_accelerator", "list_accelerators", "load_accelerator",
     "save_accelerator", "ConfigError", "Registry", "UnknownNameError", "HARDWARE_SPACES", "HardwareSpace",
     "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv", "depthwise", "linear",

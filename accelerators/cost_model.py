@@ -318,7 +318,9 @@ def _array_level(df: int, L: Dict[str, np.ndarray], sp, rf_words, d: Dict[str, n
             ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
             f = np.where(ok, np.clip(f, 1, _cdiv(Kg, s_k)), 1)
             qq = np.where(ok, q, 1)
-            proxy = (G * Cg * Wd * _cdiv(Kg, s_k * f)) + O * 2 * _cdiv(c_folds, qq)
+            # GLB words this split costs: input rows per m-chunk + partial sums per channel pass
+            proxy = (G * Cg * Wd * ((s_p - 1) * st + R) * N * _cdiv(P, s_p) * _cdiv(Kg, s_k * f)
+                     + O * 2 * _cdiv(c_folds, qq))
             if best is None:
                 best = (proxy, f, qq)
             else:

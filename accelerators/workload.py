@@ -44,10 +44,12 @@ class Layer:
             raise ConfigError(f"{where}: kind {self.kind!r} is unknown; allowed kinds: {list(LAYER_KINDS)}")
         for f in ("N", "K", "C", "R", "S", "P", "Q", "stride", "groups"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, bool):
+                raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}")
+            if not isinstance(v, int):
                 try:
                     iv = int(v)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}") from None
                 if iv != v:
                     raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}")
@@ -55,12 +57,15 @@ class Layer:
                 v = iv
             if v < 1:
                 raise ConfigError(f"{where}: field {f} must be a positive integer, got {v}")
+        if not isinstance(self.name, str):
+            raise ConfigError(f"{where}: field name must be a string, got {self.name!r}")
         if self.C % self.groups or self.K % self.groups:
             raise ConfigError(f"{where}: groups={self.groups} must divide C={self.C} and K={self.K}")
-        if self.kind == "depthwise" and not (self.groups == self.C):
-            raise ConfigError(f"{where}: a depthwise layer needs groups == C (got groups={self.groups}, C={self.C})")
-        if self.kind == "linear" and (self.R, self.S, self.P, self.Q) != (1, 1, 1, 1):
-            raise ConfigError(f"{where}: a linear layer has R = S = P = Q = 1")
+        if self.kind == "depthwise" and not (self.groups == self.C == self.K):
+            raise ConfigError(f"{where}: a depthwise layer needs groups == C == K (got groups={self.groups}, "
+                              f"C={self.C}, K={self.K}); use kind 'conv' with groups for other grouped convs")
+        if self.kind == "linear" and (self.R, self.S, self.P, self.Q, self.stride, self.groups) != (1, 1, 1, 1, 1, 1):
+            raise ConfigError(f"{where}: a linear layer has R = S = P = Q = stride = groups = 1")
 
     # ---- derived sizes -------------------------------------------------------------
     @property
@@ -80,14 +85,17 @@ class Layer:
 
     @property
     def weight_elems(self) -> int:
+        """Weights of the layer (no bias)."""
         return self.K * (self.C // self.groups) * self.R * self.S
 
     @property
     def input_elems(self) -> int:
+        """Input activations the layer touches, padding included."""
         return self.N * self.C * self.H * self.W
 
     @property
     def output_elems(self) -> int:
+        """Output activations."""
         return self.N * self.K * self.P * self.Q
 
     def to_dict(self) -> Dict[str, Any]:
@@ -109,7 +117,10 @@ class Layer:
             missing = [f for f in ("R", "S", "P", "Q") if f not in d]
             if missing:
                 raise ConfigError(f"{where}: missing required field(s) {missing}")
-        return Layer(**d)
+        try:
+            return Layer(**d)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 # ---- constructors that read like a network definition --------------------------------
