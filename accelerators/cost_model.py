@@ -406,6 +406,7 @@ class AnalyticalModel:
             raise ConfigError(f"no mapping of layer shape {lm[l].tolist()} fits a global buffer of "
                               f"{glb_vals[b]} words; enlarge glb_bytes")
 
+        area = self.area_mm2(a)
         out = {k: np.zeros((A, Lu)) for k in ("latency_s", "energy_j", "utilization", "cycles", "dram_bytes")}
         out["memory_bound"] = np.zeros((A, Lu), dtype=bool)
         details: Dict[str, Any] = {}
@@ -431,11 +432,12 @@ class AnalyticalModel:
             e_noc = (deliver + inter_pe) * t.e_noc(bits)
             e_glb = (glb_words + dram_words) * t.e_glb(col("glb_bytes"), bits)
             e_dram = dram_words * t.e_dram(bits)
-            energy_pj = e_mac + e_rf + e_noc + e_glb + e_dram
             dram_cyc = dram_words * wb / col("dram_bw")
             glb_cyc = glb_words * wb / col("glb_bw")
             cycles = np.maximum(np.maximum(compute.astype(np.float64), dram_cyc), glb_cyc)
             latency = cycles / col("clock_hz")
+            e_static = t.p_static_mw_per_mm2 * 1e-3 * area[ai][:, None, None] * latency * 1e12
+            energy_pj = e_mac + e_rf + e_noc + e_glb + e_dram + e_static
             energy = energy_pj * 1e-12
             score = {"energy": energy, "latency": latency, "edp": energy * latency,
                      "dram": dram_words + 1e-9 * energy_pj / (1.0 + energy_pj)}[self.objective]
@@ -453,7 +455,7 @@ class AnalyticalModel:
                 keys = dict(compute_cycles=compute, dram_cycles=dram_cyc, glb_cycles=glb_cyc,
                             w_dram=d["w_d"], i_dram=d["i_d"], o_dram=d["o_d"], w_glb=w_glb, i_glb=i_glb,
                             o_glb=o_glb, noc_deliveries=deliver, inter_pe=inter_pe, e_mac=e_mac, e_rf=e_rf,
-                            e_noc=e_noc, e_glb=e_glb, e_dram=e_dram, n_m=d["n_m"], n_c=d["n_c"], n_p=d["n_p"],
+                            e_noc=e_noc, e_glb=e_glb, e_dram=e_dram, e_static=e_static, n_m=d["n_m"], n_c=d["n_c"], n_p=d["n_p"],
                             t_m=d["t_m"], t_c=d["t_c"], t_p=d["t_p"], order=d["order"],
                             rf_splits=info["rf_splits"], used_pes=used)
                 keys.update({"rf:" + k: v for k, v in info["rf_alloc"].items()})
@@ -477,7 +479,8 @@ class AnalyticalModel:
         s_g, s_k, s_c, s_r, s_p, s_q = (int(np.asarray(s).reshape(-1)[0]) for s in dt["spatial"][df][1])
         order = _ORDERS[int(g("order"))]
         wb = acc.word_bytes
-        energy = {"mac": g("e_mac"), "rf": g("e_rf"), "noc": g("e_noc"), "glb": g("e_glb"), "dram": g("e_dram")}
+        energy = {"mac": g("e_mac"), "rf": g("e_rf"), "noc": g("e_noc"), "glb": g("e_glb"), "dram": g("e_dram"),
+                  "static": g("e_static")}
         return Explanation(
             layer=layer, accelerator=acc, objective=self.objective,
             spatial={"groups": s_g, "out_channels": s_k, "in_channels": s_c, "filter_rows": s_r,

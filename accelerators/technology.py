@@ -21,6 +21,12 @@ buffer 0.012 mm^2/KB including periphery (65 nm 6T cell ~0.52 um^2, ~50 % array
 efficiency); latch/flip-flop register files 0.035 mm^2/KB (about 3x less dense than
 SRAM).  A further 15 % of the PE-array area is added for the NoC, control and clock tree.
 These are rounded textbook figures, not a calibration to any one chip.
+
+Static power (leakage and the ungated part of the clock tree) is charged as a power
+density times area times latency: 5 mW/mm^2 is the assumption, about 15 % of the power of
+a 65 nm accelerator at full load (the usual rule of thumb for 65 nm general-purpose logic).
+It is what makes an idle, oversized array cost energy; without it a bigger array never
+costs more energy, and the best design would always sit at the edge of the space.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Technology:
     a_rf_mm2_per_kb: float = 0.035  # register file, mm^2 per KB
     a_sram_mm2_per_kb: float = 0.012  # SRAM global buffer, mm^2 per KB
     array_overhead: float = 0.15  # NoC + control + clock, fraction of PE-array area
+    p_static_mw_per_mm2: float = 5.0  # leakage + ungated clock power density, mW/mm^2
 
     def e_rf(self, rf_bytes, word_bits):
         """RF access energy (pJ per word) for an RF of ``rf_bytes``; works on arrays."""

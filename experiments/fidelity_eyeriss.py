@@ -54,7 +54,7 @@ def main() -> None:
     onchip = 0.0
     for l in layers:
         e = model.explain(l, eyeriss).energy_pj
-        onchip += (e["mac"] + e["rf"] + e["noc"] + e["glb"]) * 1e-12
+        onchip += (e["mac"] + e["rf"] + e["noc"] + e["glb"] + e["static"]) * 1e-12
     print(f"{'total':<7}{tot_pub:>10.1f} |{tot_mod:>7.1f}")
     print(f"frames/s (CONV layers): published 35 | model {4 / (tot_mod / 1e3):.1f}")
     print(f"DRAM accesses per MAC: published 0.0029 | model {dram_acc / macs:.4f}")
