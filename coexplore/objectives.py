@@ -1,0 +1,97 @@
+"""Hardware objectives: how (latency, energy, area) become one cost to minimise.
+
+DANCE (Choi et al., DAC 2021) uses EDAP, energy x delay x area, by default and shows
+latency- and energy-oriented variants; weighted sums of the normalised metrics are also
+common.  An objective works on numpy arrays and on torch tensors alike, so the same object
+labels the evaluator's training data and forms the differentiable search loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Tuple, Union
+
+from accelerators import ConfigError
+
+METRICS = ("latency", "energy", "area")
+PRODUCTS: Dict[str, Tuple[str, ...]] = {
+    "edap": ("energy", "latency", "area"),
+    "edp": ("energy", "latency"),
+    "latency": ("latency",),
+    "energy": ("energy",),
+    "area": ("area",),
+}
+
+#: Scales that make the weighted sum unit-free: 1 ms, 1 mJ, 1 mm^2.
+UNITS = {"latency": 1e-3, "energy": 1e-3, "area": 1.0}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A hardware cost: a product of metrics (``edap`` ...) or a weighted sum.
+
+    Args:
+        name: one of ``edap``, ``edp``, ``latency``, ``energy``, ``area`` or ``weighted``.
+        weights: for ``weighted`` only: ``{metric: weight}``; each metric is divided by its
+            unit (1 ms, 1 mJ, 1 mm^2) before weighting.
+    """
+
+    name: str = "edap"
+    weights: Tuple[Tuple[str, float], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.name not in PRODUCTS and self.name != "weighted":
+            raise ConfigError(f"objective {self.name!r} is unknown; allowed values: {sorted(PRODUCTS) + ['weighted']}")
+        if self.name == "weighted":
+            if not self.weights:
+                raise ConfigError("objective 'weighted' needs weights, e.g. {latency: 1.0, energy: 0.5}")
+            for k, w in self.weights:
+                if k not in METRICS:
+                    raise ConfigError(f"objective weights: unknown metric {k!r}; allowed: {list(METRICS)}")
+                if not (isinstance(w, (int, float)) and w >= 0):
+                    raise ConfigError(f"objective weights: weight of {k} must be a number >= 0, got {w!r}")
+        elif self.weights:
+            raise ConfigError(f"objective {self.name!r} takes no weights (only 'weighted' does)")
+
+    @staticmethod
+    def parse(spec: Union[str, Mapping[str, Any], "Objective"]) -> "Objective":
+        """From ``"edap"``, ``{"weighted": {"latency": 1, "energy": 0.5}}`` or an Objective."""
+        if isinstance(spec, Objective):
+            return spec
+        if isinstance(spec, str):
+            return Objective(spec.lower())
+        if isinstance(spec, Mapping) and len(spec) == 1 and "weighted" in spec:
+            w = spec["weighted"]
+            if not isinstance(w, Mapping):
+                raise ConfigError("objective 'weighted' needs a mapping of metric -> weight")
+            return Objective("weighted", tuple(sorted((str(k), float(v)) for k, v in w.items())))
+        raise ConfigError(f"objective {spec!r}: give a name ({sorted(PRODUCTS)}) or {{weighted: {{metric: weight}}}}")
+
+    def key(self) -> str:
+        """A stable text form for cache keys and file names."""
+        if self.name != "weighted":
+            return self.name
+        return "weighted-" + "-".join(f"{k}{w:g}" for k, w in self.weights)
+
+    def __call__(self, latency_s: Any, energy_j: Any, area_mm2: Any) -> Any:
+        """The cost; arguments broadcast (numpy arrays or torch tensors)."""
+        vals = {"latency": latency_s, "energy": energy_j, "area": area_mm2}
+        if self.name == "weighted":
+            out = 0.0
+            for k, w in self.weights:
+                out = out + w * vals[k] / UNITS[k]
+            return out
+        out = 1.0
+        for k in PRODUCTS[self.name]:
+            out = out * vals[k]
+        return out
+
+    def log(self, log_latency: Any, log_energy: Any, log_area: Any) -> Any:
+        """The log of a product objective from logs of the metrics (numerically safer)."""
+        if self.name == "weighted":
+            raise ConfigError("log() is defined for product objectives only")
+        vals = {"latency": log_latency, "energy": log_energy, "area": log_area}
+        out = 0.0
+        for k in PRODUCTS[self.name]:
+            out = out + vals[k]
+        return out

@@ -1,0 +1,160 @@
+"""Exact analytical pricing of whole search spaces on whole hardware spaces.
+
+A network of a ProxylessNAS-style space is its fixed layers plus one candidate op per
+choice block, and the cost model's latency and energy add up over layers.  So pricing
+every candidate of every block once on every accelerator (a few hundred layers) gives
+the exact latency and energy of *any* architecture on *any* accelerator as a sum, and the
+exact expectation under an architecture distribution ``p`` as ``fixed + p @ table``.
+This table is the ground truth that the DANCE evaluator imitates, that labels its
+training data, that checks feasibility of HDX constraints, and that verifies results.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from accelerators import Accelerator, AnalyticalModel, ConfigError, HardwareSpace
+from accelerators.technology import COST_MODEL_VERSION
+
+from .objectives import Objective
+
+logger = logging.getLogger(__name__)
+
+
+class CostTable:
+    """Analytical latency/energy of every block candidate on every accelerator.
+
+    Args:
+        space: a :class:`search_spaces.SearchSpace`.
+        hardware: a :class:`~accelerators.HardwareSpace` (its enumeration order is the
+            accelerator axis) or an explicit list of accelerators.
+        model: the analytical model (default: EDP-optimal mappings).
+        batch: batch size the layers are priced at.
+
+    Attributes:
+        fixed_latency, fixed_energy: ``[A]`` cost of the layers every architecture runs.
+        cand_latency, cand_energy: ``[D, A]`` cost each candidate adds (D = encoding size,
+            in the search space's encoding order); zero for skip ops.
+        area: ``[A]`` mm^2.
+    """
+
+    def __init__(self, space, hardware: Union[HardwareSpace, Sequence[Accelerator]],
+                 model: Optional[AnalyticalModel] = None, batch: int = 1) -> None:
+        self.space = space
+        self.hardware = hardware if isinstance(hardware, HardwareSpace) else None
+        self.accelerators: List[Accelerator] = (hardware.enumerate() if isinstance(hardware, HardwareSpace)
+                                                else list(hardware))
+        if not self.accelerators:
+            raise ConfigError("cost table: no accelerators given")
+        self.model = model or AnalyticalModel()
+        self.batch = batch
+        fixed = space.fixed_layers(N=batch)
+        segments: List[Tuple[int, int]] = []
+        layers = list(fixed)
+        for b in space.blocks:
+            for op in b.candidates:
+                cl = space.candidate_layers(b.label, op, N=batch)
+                segments.append((len(layers), len(layers) + len(cl)))
+                layers += cl
+        costs = self.model.evaluate(layers, self.accelerators)
+        lat, en = costs.latency_s, costs.energy_j  # [A, L]
+        nf = len(fixed)
+        self.fixed_latency = lat[:, :nf].sum(1)
+        self.fixed_energy = en[:, :nf].sum(1)
+        self.cand_latency = np.stack([lat[:, a:b].sum(1) for a, b in segments])  # [D, A]
+        self.cand_energy = np.stack([en[:, a:b].sum(1) for a, b in segments])
+        self.area = costs.area_mm2
+        self.num_layers_priced = len(layers)
+
+    # ---- identity ---------------------------------------------------------------------
+    @property
+    def num_accelerators(self) -> int:
+        return len(self.accelerators)
+
+    def key(self) -> Dict[str, str]:
+        """What the numbers depend on (for caches and checkpoints)."""
+        hw = self.hardware.fingerprint() if self.hardware is not None else "list"
+        return {"search_space": self.space.fingerprint(), "hardware_space": hw,
+                "cost_model": COST_MODEL_VERSION, "batch": str(self.batch)}
+
+    # ---- pricing ----------------------------------------------------------------------
+    def metrics(self, enc: np.ndarray, acc_index: Optional[np.ndarray] = None
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latency (s), energy (J) and area (mm^2) of architecture encodings.
+
+        Args:
+            enc: ``[n, D]`` one-hot (exact cost) or soft (expected cost) encodings, or ``[D]``.
+            acc_index: ``[n]`` accelerator indices to price each row on; ``None`` prices every
+                row on every accelerator.
+
+        Returns:
+            Three arrays: ``[n, A]`` each (``[n]`` with ``acc_index``).
+        """
+        enc = np.atleast_2d(np.asarray(enc, dtype=np.float64))
+        if enc.shape[1] != self.cand_latency.shape[0]:
+            raise ConfigError(f"encoding width {enc.shape[1]} != search space encoding size {self.cand_latency.shape[0]}")
+        if acc_index is None:
+            lat = self.fixed_latency[None, :] + enc @ self.cand_latency
+            en = self.fixed_energy[None, :] + enc @ self.cand_energy
+            return lat, en, np.broadcast_to(self.area, lat.shape)
+        acc_index = np.asarray(acc_index)
+        lat = self.fixed_latency[acc_index] + np.einsum("nd,dn->n", enc, self.cand_latency[:, acc_index])
+        en = self.fixed_energy[acc_index] + np.einsum("nd,dn->n", enc, self.cand_energy[:, acc_index])
+        return lat, en, self.area[acc_index]
+
+    def score(self, enc: np.ndarray, objective: Union[str, Objective] = "edap") -> np.ndarray:
+        """``[n, A]`` objective of every encoding on every accelerator."""
+        return Objective.parse(objective)(*self.metrics(enc))
+
+    def best(self, enc: np.ndarray, objective: Union[str, Objective] = "edap",
+             feasible: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Index ``[n]`` of the best accelerator per encoding and its score ``[n]``.
+
+        Args:
+            feasible: optional ``[n, A]`` mask; infeasible pairs are never chosen (their
+                rows score ``inf`` when nothing is feasible).
+        """
+        s = self.score(enc, objective)
+        if feasible is not None:
+            s = np.where(feasible, s, np.inf)
+        idx = np.argmin(s, axis=1)
+        return idx, s[np.arange(len(idx)), idx]
+
+    def sample_costs(self, sample: Dict[str, str]) -> Dict[str, np.ndarray]:
+        """``{latency_s, energy_j, area_mm2}``, each ``[A]``, of one discrete architecture."""
+        lat, en, area = self.metrics(self.space.encode(sample))
+        return {"latency_s": lat[0], "energy_j": en[0], "area_mm2": np.asarray(area[0])}
+
+    def least(self, metric: str) -> Tuple[float, Dict[str, str], int]:
+        """The least reachable value of a metric over the joint space, and where it is.
+
+        Per accelerator the cheapest candidate of each block is independent of the other
+        blocks (costs add), so the minimum over the joint space is exact:
+        ``min_a fixed[a] + sum_b min_c cost[b, c, a]``.
+
+        Returns:
+            ``(value, architecture, accelerator index)``; for ``fps`` the value is the
+            highest reachable frame rate.
+        """
+        if metric == "area":
+            a = int(np.argmin(self.area))
+            return float(self.area[a]), self._argmin_arch(self.cand_latency, a), a
+        table, fixed = {"latency": (self.cand_latency, self.fixed_latency), "fps": (self.cand_latency, self.fixed_latency),
+                        "energy": (self.cand_energy, self.fixed_energy)}.get(metric, (None, None))
+        if table is None:
+            raise ConfigError(f"least(): unknown metric {metric!r}; allowed: latency, fps, energy, area")
+        per_acc = fixed.copy()
+        for lo, hi in zip(self.space.offsets[:-1], self.space.offsets[1:]):
+            per_acc = per_acc + table[lo:hi].min(axis=0)
+        a = int(np.argmin(per_acc))
+        value = float(per_acc[a])
+        return (1.0 / value if metric == "fps" else value), self._argmin_arch(table, a), a
+
+    def _argmin_arch(self, table: np.ndarray, a: int) -> Dict[str, str]:
+        arch = {}
+        for b, lo, hi in zip(self.space.blocks, self.space.offsets[:-1], self.space.offsets[1:]):
+            arch[b.label] = b.candidates[int(np.argmin(table[lo:hi, a]))]
+        return arch
