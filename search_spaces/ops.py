@@ -1,0 +1,306 @@
+"""Candidate operations of the searchable layers, and their layer lists for pricing.
+
+The candidate set follows ProxylessNAS (Cai, Zhu and Han, "ProxylessNAS: Direct Neural
+Architecture Search on Target Task and Hardware", ICLR 2019, arXiv 1812.00332), which is
+also the backbone of DANCE (Choi et al., DAC 2021, arXiv 2009.06237) and HDX (Hong et
+al., DAC 2022, arXiv 2301.09312): MobileNetV2 inverted-residual blocks ("MBConv") with
+kernel 3/5/7 and expansion 3/6, plus a ``zero`` op that skips the layer.
+
+Every op is registered in :data:`OPS` with one constructor signature,
+``build(C_in, C_out, stride) -> nn.Module``, whose module maps a ``[B, C_in, H, W]``
+tensor to ``[B, C_out, ceil(H / stride), ceil(W / stride)]``.  Users add their own with
+``@register_op("name")``.  Each op also answers which convolution-like layers it runs
+(:func:`op_layers`), so that the cost model can price it: built-in ops know their layers
+analytically; user ops without a ``layers`` function are traced once with forward hooks.
+
+Built-in names:
+
+* ``mb{k}_e{e}`` for ``k`` in 3, 5, 7 and ``e`` in 1, 3, 6 -- MBConv: 1x1 expansion conv
+  to ``e * C_in`` channels + BN + ReLU6 (absent when ``e == 1``), ``k x k`` depthwise conv
+  with the stride + BN + ReLU6, 1x1 projection + BN; identity shortcut when ``stride == 1``
+  and ``C_in == C_out``.  ``mb3_e1`` is ProxylessNAS' fixed first block ("MBConv1 3x3").
+* ``conv3x3`` and ``conv1x1`` -- a plain conv + BN + ReLU6.
+* ``zero`` -- a skip op: the layer is skipped (identity).  It exists only where the
+  input and output shapes agree (``stride == 1`` and ``C_in == C_out``); elsewhere
+  building it fails and :class:`~search_spaces.space.SearchSpace` refuses to offer it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from accelerators.io import ConfigError
+from accelerators.registry import Registry
+from accelerators.workload import Layer, conv, depthwise, linear
+
+logger = logging.getLogger(__name__)
+
+#: ``build(C_in, C_out, stride) -> nn.Module``.
+OpBuilder = Callable[[int, int, int], nn.Module]
+#: ``layers(C_in, C_out, stride, in_hw, N) -> list[Layer]`` with ``in_hw = (H, W)``.
+OpLayersFn = Callable[[int, int, int, Tuple[int, int], int], List[Layer]]
+HW = Union[int, Tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One registered op."""
+
+    name: str  # registry key (lower case)
+    build: OpBuilder  # constructor ``(C_in, C_out, stride) -> nn.Module``
+    layers: Optional[OpLayersFn] = None  # analytic layer list; None: traced with forward hooks
+    skip: bool = False  # True for ops that skip the layer (identity; no layers; dropped by freeze)
+
+
+OPS: Registry[OpDef] = Registry("op")
+
+
+def register_op(name: str, *, layers: Optional[OpLayersFn] = None, skip: bool = False,
+                registry: Registry[OpDef] = OPS) -> Callable[[OpBuilder], OpBuilder]:
+    """Decorator registering an op constructor ``(C_in, C_out, stride) -> nn.Module``.
+
+    Example::
+
+        @register_op("sep3")
+        def sep3(C_in, C_out, stride):
+            return nn.Sequential(nn.Conv2d(C_in, C_in, 3, stride, 1, groups=C_in, bias=False),
+                                 nn.Conv2d(C_in, C_out, 1, bias=False), nn.BatchNorm2d(C_out))
+
+    Args:
+        name: the op's name in search spaces (case-insensitive).
+        layers: optional ``(C_in, C_out, stride, (H, W), N) -> list[Layer]``; without it the
+            op's layers are found by tracing its module with forward hooks.
+        skip: mark a skip op (identity; only offered where shapes agree).
+        registry: the registry to add to (tests use a private one).
+
+    Returns:
+        The decorator; it returns the constructor unchanged.
+    """
+
+    def deco(fn: OpBuilder) -> OpBuilder:
+        registry.register(name, OpDef(name.lower(), fn, layers, skip))
+        return fn
+
+    return deco
+
+
+def get_op(name: str) -> OpDef:
+    """The :class:`OpDef` registered as ``name``; unknown names list the known ones."""
+    return OPS.get(name)
+
+
+def list_ops() -> List[str]:
+    """Names of every registered op, sorted."""
+    return OPS.names()
+
+
+def is_skip_op(name: str) -> bool:
+    """True if ``name`` is a skip op such as ``zero``."""
+    return get_op(name).skip
+
+
+def build_op(name: str, C_in: int, C_out: int, stride: int) -> nn.Module:
+    """Instantiate op ``name`` for a ``[B, C_in, H, W] -> [B, C_out, H/stride, W/stride]`` layer."""
+    return get_op(name).build(C_in, C_out, stride)
+
+
+def _hw(hw: HW) -> Tuple[int, int]:
+    return (hw, hw) if isinstance(hw, int) else (int(hw[0]), int(hw[1]))
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Output size of a 'same'-padded (``padding = kernel // 2``) convolution along one axis."""
+    pad = kernel // 2
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def op_layers(name: str, C_in: int, C_out: int, stride: int, in_hw: HW, N: int = 1,
+              prefix: str = "") -> List[Layer]:
+    """The priced layers op ``name`` runs on a ``[N, C_in, H, W]`` input.
+
+    Args:
+        name: a registered op.
+        C_in, C_out, stride: the op's geometry, as given to its constructor.
+        in_hw: input height and width ``(H, W)`` (an int means square).
+        N: batch size carried by every layer.
+        prefix: prepended (with a dot) to the layer names.
+
+    Returns:
+        Convolution, depthwise and linear layers in execution order (empty for skip ops).
+    """
+    op = get_op(name)
+    H, W = _hw(in_hw)
+    if op.skip:
+        op.build(C_in, C_out, stride)  # raises where shapes disagree
+        return []
+    if op.layers is not None:
+        out = op.layers(C_in, C_out, stride, (H, W), N)
+    else:
+        module = op.build(C_in, C_out, stride)
+        out = trace_layers(module, torch.zeros(1, C_in, H, W), N=N)
+    if prefix:
+        out = [Layer(l.kind, l.N, l.K, l.C, l.R, l.S, l.P, l.Q, l.stride, l.groups,
+                     f"{prefix}.{l.name}" if l.name else prefix) for l in out]
+    return out
+
+
+# ---- a tiny hook-based tracer (for user ops and for tests) -----------------------------
+
+def trace_layers(module: nn.Module, x: torch.Tensor, N: Optional[int] = None) -> List[Layer]:
+    """Record the ``Conv2d`` / ``Linear`` layers ``module`` runs on ``x``, in call order.
+
+    A private, minimal tracer: it supports square kernels and strides, which is all
+    :class:`~accelerators.workload.Layer` describes.
+
+    Args:
+        module: any module built from ``nn.Conv2d`` and ``nn.Linear`` (plus parameter-free ops).
+        x: an example input, e.g. ``[B, C, H, W]``.
+        N: override the batch size written into the layers (default: ``x.shape[0]``).
+
+    Returns:
+        One :class:`Layer` per call, named by the module's qualified name.
+    """
+    found: List[Layer] = []
+    handles = []
+
+    def hook(name: str):
+        def fn(mod: nn.Module, inputs, output) -> None:
+            inp = inputs[0]
+            if isinstance(mod, nn.Conv2d):
+                if mod.kernel_size[0] != mod.kernel_size[1] or mod.stride[0] != mod.stride[1]:
+                    raise ConfigError(f"module {name!r}: only square kernels and strides can be priced")
+                n = N if N is not None else inp.shape[0]
+                found.append(conv(mod.in_channels, mod.out_channels, mod.kernel_size[0],
+                                  (output.shape[-2], output.shape[-1]), stride=mod.stride[0],
+                                  groups=mod.groups, N=n, name=name))
+            else:
+                n = N if N is not None else int(inp.numel() // inp.shape[-1])
+                found.append(linear(mod.in_features, mod.out_features, N=n, name=name))
+        return fn
+
+    for name, mod in module.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            handles.append(mod.register_forward_hook(hook(name)))
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    return found
+
+
+# ---- building blocks ---------------------------------------------------------------------
+
+class ConvBNAct(nn.Sequential):
+    """``k x k`` convolution (no bias, 'same' padding) + BatchNorm + optional ReLU6.
+
+    Shapes: ``[B, C_in, H, W] -> [B, C_out, ceil(H / stride), ceil(W / stride)]``.
+    """
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int = 1, groups: int = 1,
+                 act: bool = True) -> None:
+        mods: List[nn.Module] = [nn.Conv2d(C_in, C_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+                                 nn.BatchNorm2d(C_out)]
+        if act:
+            mods.append(nn.ReLU6(inplace=True))
+        super().__init__(*mods)
+
+
+class MBConv(nn.Module):
+    """MobileNetV2 inverted residual block (Sandler et al., CVPR 2018), as in ProxylessNAS.
+
+    Shapes: ``[B, C_in, H, W] -> [B, C_out, ceil(H / stride), ceil(W / stride)]``.
+
+    Args:
+        C_in, C_out: channels.
+        stride: stride of the depthwise conv.
+        kernel: depthwise kernel size.
+        expand: expansion ratio; the hidden width is ``round(C_in * expand)`` (no 1x1
+            expansion conv when ``expand == 1``).
+    """
+
+    def __init__(self, C_in: int, C_out: int, stride: int, kernel: int, expand: int) -> None:
+        super().__init__()
+        hidden = int(round(C_in * expand))
+        self.expand = ConvBNAct(C_in, hidden, 1) if expand != 1 else None
+        self.depthwise = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden)
+        self.project = ConvBNAct(hidden, C_out, 1, act=False)
+        self.residual = stride == 1 and C_in == C_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
+def mbconv_layers(C_in: int, C_out: int, stride: int, in_hw: Tuple[int, int], N: int, kernel: int,
+                  expand: int) -> List[Layer]:
+    """Layers of :class:`MBConv`: expansion (if any), depthwise, projection."""
+    H, W = in_hw
+    out_hw = (conv_out(H, kernel, stride), conv_out(W, kernel, stride))
+    hidden = int(round(C_in * expand))
+    out: List[Layer] = []
+    if expand != 1:
+        out.append(conv(C_in, hidden, 1, (H, W), N=N, name="expand"))
+    out.append(depthwise(hidden, kernel, out_hw, stride=stride, N=N, name="depthwise"))
+    out.append(conv(hidden, C_out, 1, out_hw, N=N, name="project"))
+    return out
+
+
+def _register_mbconv(kernel: int, expand: int) -> None:
+    def build(C_in: int, C_out: int, stride: int) -> nn.Module:
+        return MBConv(C_in, C_out, stride, kernel, expand)
+
+    def layers(C_in: int, C_out: int, stride: int, in_hw: Tuple[int, int], N: int) -> List[Layer]:
+        return mbconv_layers(C_in, C_out, stride, in_hw, N, kernel, expand)
+
+    build.__doc__ = f"MBConv, {kernel}x{kernel} depthwise, expansion {expand}."
+    register_op(f"mb{kernel}_e{expand}", layers=layers)(build)
+
+
+for _k in (3, 5, 7):
+    for _e in (1, 3, 6):
+        _register_mbconv(_k, _e)
+del _k, _e
+
+
+def _register_conv(kernel: int) -> None:
+    def build(C_in: int, C_out: int, stride: int) -> nn.Module:
+        return ConvBNAct(C_in, C_out, kernel, stride)
+
+    def layers(C_in: int, C_out: int, stride: int, in_hw: Tuple[int, int], N: int) -> List[Layer]:
+        out_hw = (conv_out(in_hw[0], kernel, stride), conv_out(in_hw[1], kernel, stride))
+        return [conv(C_in, C_out, kernel, out_hw, stride=stride, N=N, name="conv")]
+
+    build.__doc__ = f"Plain {kernel}x{kernel} conv + BN + ReLU6."
+    register_op(f"conv{kernel}x{kernel}", layers=layers)(build)
+
+
+for _k in (1, 3):
+    _register_conv(_k)
+del _k
+
+
+@register_op("zero", skip=True)
+def zero(C_in: int, C_out: int, stride: int) -> nn.Module:
+    """Skip the layer: identity, defined only where input and output shapes agree."""
+    if C_in != C_out or stride != 1:
+        raise ConfigError(f"op 'zero' skips the layer, so it needs C_in == C_out and stride 1; "
+                          f"got C_in={C_in}, C_out={C_out}, stride={stride}")
+    return nn.Identity()
+
+
+def candidate_names(kernels: Sequence[int] = (3, 5, 7), expands: Sequence[int] = (3, 6),
+                    zero_op: bool = True) -> Tuple[str, ...]:
+    """The ProxylessNAS candidate list ``mb{k}_e{e}`` (kernel-major), plus ``zero`` if asked."""
+    names = tuple(f"mb{k}_e{e}" for k in kernels for e in expands)
+    return names + (("zero",) if zero_op else ())
