@@ -129,11 +129,115 @@ def _cost_space(args: argparse.Namespace, layers, model: AnalyticalModel) -> int
 
 
 # ---------------------------------------------------------------------------------------
+# coexplore evaluator build / report
+# ---------------------------------------------------------------------------------------
+
+def cmd_evaluator_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search_spaces import get_search_space
+
+    from .evaluator_train import TrainConfig, build_evaluator, report_to_markdown
+    from .objectives import Objective
+
+    space = get_search_space(args.space)
+    hw = get_hardware_space(args.hardware)
+    objective = Objective.parse(args.objective)
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise UserError(f"--out {out}: the evaluator checkpoint must end in .pt")
+    cfg = TrainConfig(width=args.width, blocks=args.blocks, max_epochs_generator=args.epochs_generator,
+                      max_epochs_estimator=args.epochs_estimator, seed=args.seed)
+    res = build_evaluator(space, hw, objective, out=out, num_arch=args.num_arch, pairs_per_arch=args.pairs_per_arch,
+                          cfg=cfg, cache_dir=args.cache_dir, progress=not args.quiet, report_arch=args.report_arch)
+    _write_report(out, res["report"], report_to_markdown(res["report"]), args.format)
+    return 0
+
+
+def cmd_evaluator_report(args: argparse.Namespace) -> int:
+    from search_spaces import get_search_space
+
+    from .evaluator import Evaluator
+    from .evaluator_train import fresh_encodings, report_to_markdown, score_evaluator
+    from .objectives import Objective
+    from .pricing import CostTable
+
+    probe = Evaluator.load(args.path)
+    meta = probe.meta
+    space = get_search_space(args.space or meta.get("search_space_name", ""))
+    table = CostTable(space, probe.hw_space)
+    ev = Evaluator.load(args.path, expect=table.key())
+    enc, soft = fresh_encodings(space, args.num_arch, seed=args.seed)
+    report = score_evaluator(ev, table, enc, Objective.parse(meta.get("objective_spec", "edap")), soft=soft)
+    report.update({"search_space": space.name, "hardware_space": probe.hw_space.name})
+    md = report_to_markdown(report)
+    if args.format == "json":
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        print(md)
+    return 0
+
+
+def _write_report(out, report: Dict[str, Any], md: str, fmt: str) -> None:
+    from accelerators.io import atomic_write_text, write_json
+
+    write_json(out.with_suffix(".report.json"), json.loads(json.dumps(report, default=_json_default)))
+    atomic_write_text(out.with_suffix(".report.md"), md)
+    if fmt == "json":
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        print(md)
+        print(f"saved {out} (+ .report.json, .report.md)")
+
+
+# ---------------------------------------------------------------------------------------
+# coexplore search
+# ---------------------------------------------------------------------------------------
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import load_config
+    from .search import VIOLATED_EXIT_CODE, run_search
+
+    overrides = list(args.overrides)
+    if args.quiet:
+        overrides.append("progress=false")
+    cfg = load_config(args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    result = run_search(cfg, out, resume=args.resume, cache_dir=args.cache_dir)
+    _print_result(result, out, args.format)
+    return 0 if result["all_constraints_met"] else VIOLATED_EXIT_CODE
+
+
+def _print_result(result: Dict[str, Any], out, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(result, indent=2, default=_json_default))
+        return
+    m = result["metrics"]
+    acc = result["accelerator"]
+    print(f"run folder: {out}")
+    print(f"architecture: " + ", ".join(f"{k}={v}" for k, v in result["architecture"].items()))
+    print(f"accelerator:  {acc['pe_x']}x{acc['pe_y']} PEs, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
+          f"GLB {acc['glb_bytes'] // 1024} KB")
+    print(f"accuracy {100 * m['accuracy']:.2f}% ({result['accuracy_source']}), latency {m['latency_s'] * 1e3:.4g} ms "
+          f"({m['fps']:.1f} fps), energy {m['energy_j'] * 1e3:.4g} mJ, area {m['area_mm2']:.4g} mm2, "
+          f"EDAP {m['edap']:.4g}  [checked by the analytical model]")
+    for c in result["constraints"]:
+        print(f"  {'OK  ' if c['satisfied'] else 'FAIL'} {c['spec']}: value {c['value']:.4g}, g = {c['g']:+.4g}")
+    if not result["all_constraints_met"]:
+        print("WARNING: the design does NOT meet every constraint (status: constraints-violated)", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------
 # coexplore list
 # ---------------------------------------------------------------------------------------
 
 def cmd_list(args: argparse.Namespace) -> int:
-    what = {"workloads": list_workloads, "accelerators": list_accelerators, "spaces": list_hardware_spaces}
+    from search_spaces import list_search_spaces
+
+    what = {"workloads": list_workloads, "accelerators": list_accelerators, "spaces": list_hardware_spaces,
+            "search-spaces": list_search_spaces}
     for k in ([args.what] if args.what else list(what)):
         print(f"{k}: " + ", ".join(what[k]()))
     return 0
@@ -169,8 +273,51 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", "-f", choices=("table", "json", "csv"), default="table")
     c.set_defaults(func=cmd_cost)
 
+    ev = sub.add_parser("evaluator", help="build or re-score a DANCE evaluator (neural cost surrogate)")
+    evs = ev.add_subparsers(dest="evaluator_command", metavar="ACTION")
+    b = evs.add_parser("build", help="generate labelled data with the analytical model, train, report",
+                       description="Generate (architecture, best accelerator, costs) data with the analytical model, "
+                                   "train the hardware-generation and cost-estimation networks, and report their "
+                                   "accuracy against the analytical model on fresh architectures.")
+    b.add_argument("--space", default="proxyless-cifar10", help="search space name or YAML (default: proxyless-cifar10)")
+    b.add_argument("--hardware", default="default", help="hardware space name or YAML (default: default)")
+    b.add_argument("--objective", default="edap", help="edap (default), edp, latency, energy or area")
+    b.add_argument("--out", required=True, help="checkpoint path, ending in .pt")
+    b.add_argument("--num-arch", type=int, default=50_000, help="sampled architectures (DANCE: 50k)")
+    b.add_argument("--pairs-per-arch", type=int, default=36, help="(architecture, accelerator) pairs per architecture")
+    b.add_argument("--epochs-generator", type=int, default=40)
+    b.add_argument("--epochs-estimator", type=int, default=12)
+    b.add_argument("--width", type=int, default=128)
+    b.add_argument("--blocks", type=int, default=2)
+    b.add_argument("--report-arch", type=int, default=5000, help="fresh architectures for the report")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--cache-dir", default=None, help="dataset cache (default: $COEXPLORE_CACHE or ~/.cache/coexplore)")
+    b.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    b.set_defaults(func=cmd_evaluator_build)
+    r = evs.add_parser("report", help="re-score a saved evaluator against fresh analytical samples")
+    r.add_argument("path", help="evaluator checkpoint (.pt)")
+    r.add_argument("--space", default=None, help="search space (default: the one recorded in the checkpoint)")
+    r.add_argument("--num-arch", type=int, default=5000)
+    r.add_argument("--seed", type=int, default=12345)
+    r.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    r.set_defaults(func=cmd_evaluator_report)
+    ev.set_defaults(func=lambda a: (ev.print_help(), 2)[1])
+
+    se = sub.add_parser("search", help="run a co-exploration search into a run folder",
+                        description="Search a network and its accelerator together (DANCE loss, HDX constraints). "
+                                    "YAML config, then key=value overrides (dotted keys for sections, e.g. "
+                                    "hdx.growth=2 data.limit=500); the resolved config is saved in the run folder.")
+    se.add_argument("--config", "-c", default=None, help="YAML run config (see experiments/configs/)")
+    se.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    se.add_argument("--out", "-o", default=None, help="run folder (default: runs/<name>)")
+    se.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    se.add_argument("--cache-dir", default=None, help="cache for data and evaluators (default: $COEXPLORE_CACHE "
+                                                      "or ~/.cache/coexplore)")
+    se.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    se.set_defaults(func=cmd_search)
+
     ls = sub.add_parser("list", help="list built-in workloads, accelerators and hardware spaces")
-    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces"))
+    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces"))
     ls.set_defaults(func=cmd_list)
     return p
 

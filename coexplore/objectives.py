@@ -67,6 +67,10 @@ class Objective:
             return Objective("weighted", tuple(sorted((str(k), float(v)) for k, v in w.items())))
         raise ConfigError(f"objective {spec!r}: give a name ({sorted(PRODUCTS)}) or {{weighted: {{metric: weight}}}}")
 
+    def to_spec(self) -> Union[str, Dict[str, Dict[str, float]]]:
+        """The inverse of :meth:`parse` (JSON/YAML-able)."""
+        return self.name if self.name != "weighted" else {"weighted": dict(self.weights)}
+
     def key(self) -> str:
         """A stable text form for cache keys and file names."""
         if self.name != "weighted":

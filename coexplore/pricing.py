@@ -18,6 +18,7 @@ import numpy as np
 
 from accelerators import Accelerator, AnalyticalModel, ConfigError, HardwareSpace
 from accelerators.technology import COST_MODEL_VERSION
+from search_spaces.pricing import candidate_layer_table
 
 from .objectives import Objective
 
@@ -51,14 +52,13 @@ class CostTable:
             raise ConfigError("cost table: no accelerators given")
         self.model = model or AnalyticalModel()
         self.batch = batch
-        fixed = space.fixed_layers(N=batch)
+        cands = candidate_layer_table(space, N=batch)
+        fixed = list(cands.fixed)
         segments: List[Tuple[int, int]] = []
         layers = list(fixed)
-        for b in space.blocks:
-            for op in b.candidates:
-                cl = space.candidate_layers(b.label, op, N=batch)
-                segments.append((len(layers), len(layers) + len(cl)))
-                layers += cl
+        for cl in cands.candidates:
+            segments.append((len(layers), len(layers) + len(cl)))
+            layers += cl
         costs = self.model.evaluate(layers, self.accelerators)
         lat, en = costs.latency_s, costs.energy_j  # [A, L]
         nf = len(fixed)
