@@ -1,0 +1,240 @@
+"""Structure checks of the Timeloop and ZigZag exports (the tools themselves cannot run here)."""
+
+import math
+import re
+
+import pytest
+import yaml
+
+from accelerators import ConfigError, get_accelerator, get_workload
+from accelerators.technology import DEFAULT_TECH
+from accelerators.workload import conv, depthwise, linear
+from coexplore.export import export_all, export_timeloop, export_zigzag
+
+# The rules below restate what ZigZag's validators check (zigzag/parser/*_validator.py).
+ZZ_EQUATION = re.compile(r"^O(\[\w+\])+\+?=\w(\[\w+\])+[*+]\w(\[\w+\])+$")
+ZZ_RELATION = re.compile(r"^(\w+)\s*=\s*(?:(\w+)\s*\*\s*)?(\w+)\s*\+\s*(?:(\w+)\s*\*\s*)?(\w+)$")
+ZZ_SPATIAL = re.compile(r"^([A-Z]+), ([0-9]+)$")
+ZZ_PORT = re.compile(r"^[r]?[w]?_port_\d+$")
+ZZ_MEMORY_KEYS = {"size", "r_bw", "w_bw", "r_cost", "w_cost", "area", "r_port", "w_port", "rw_port", "latency",
+                  "min_r_granularity", "min_w_granularity", "mem_type", "auto_cost_extraction", "operands", "ports",
+                  "served_dimensions"}
+ZZ_ARRAY_KEYS = {"dimensions", "is_imc", "sizes", "input_precision", "unit_energy", "unit_area", "imc_type",
+                 "adc_resolution", "bit_serial_precision"}
+ZZ_LAYER_KEYS = {"id", "name", "operator_type", "equation", "dimension_relations", "loop_dims", "loop_sizes",
+                 "time_dim", "operand_precision", "operand_source", "pr_loop_dims", "pr_loop_sizes", "padding"}
+
+
+def load(path):
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.fixture(scope="module")
+def eyeriss_alexnet():
+    return get_accelerator("eyeriss"), get_workload("alexnet")
+
+
+MIXED = [conv(3, 16, 3, 28, stride=2, name="stem"), depthwise(16, 3, 28, name="dw/3x3"),
+         conv(16, 32, 1, 28, name="pw"), conv(32, 32, 3, 14, stride=2, groups=4, name="grouped"),
+         linear(32 * 14 * 14, 10, N=4, name="fc")]
+
+
+# ---- Timeloop ---------------------------------------------------------------------------
+
+def timeloop_checks(acc, layers, out):
+    paths = export_timeloop(acc, layers, out)
+    assert paths[-1] == out / "README.txt" and paths[-1].read_text().startswith("Target: Timeloop v0.3")
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # atomic writes leave no temp files
+
+    arch = load(out / "arch.yaml")["architecture"]
+    assert arch["version"] == 0.3
+    system = arch["subtree"][0]
+    dram = system["local"][0]
+    assert dram["class"] == "DRAM"
+    assert dram["attributes"]["width"] == dram["attributes"]["block-size"] * acc.word_bits
+    chip = system["subtree"][0]
+    glb = chip["local"][0]["attributes"]
+    assert chip["local"][0]["class"] == "SRAM"
+    assert glb["depth"] * glb["width"] == acc.glb_bytes * 8
+    assert glb["width"] == glb["block-size"] * glb["word-bits"] and glb["word-bits"] == acc.word_bits
+    assert glb["read_bandwidth"] == pytest.approx(acc.glb_bw * 8 / acc.word_bits)
+    pe = chip["subtree"][0]
+    lo, hi = map(int, re.fullmatch(r"PE\[(\d+)\.\.(\d+)\]", pe["name"]).groups())
+    assert hi - lo + 1 == acc.num_pes
+    rf, mac = pe["local"]
+    assert (rf["class"], mac["class"]) == ("regfile", "intmac")
+    for comp in (rf, mac):
+        assert comp["attributes"]["meshX"] == acc.pe_x and comp["attributes"]["meshY"] == acc.pe_y
+        assert comp["attributes"]["meshX"] * comp["attributes"]["meshY"] == acc.num_pes
+    assert rf["attributes"]["depth"] * rf["attributes"]["width"] == acc.rf_bytes * 8
+
+    cons = load(out / "constraints.yaml")["architecture_constraints"]["targets"]
+    names = {"DRAM", chip["local"][0]["name"], rf["name"], mac["name"]}
+    assert {c["target"] for c in cons} <= names
+    assert load(out / "mapper.yaml")["mapper"]["optimization-metrics"] == ["edp"]
+
+    problems = sorted((out / "problems").glob("*.yaml"))
+    assert len(problems) == len(layers)
+    for path, layer in zip(problems, layers):
+        prob = load(path)["problem"]
+        shape, inst = prob["shape"], prob["instance"]
+        dims = shape["dimensions"]
+        coeffs = {c["name"] for c in shape["coefficients"]}
+        assert set(inst) == set(dims) | coeffs
+        assert math.prod(inst[d] for d in dims) == layer.macs
+        assert inst["Wstride"] == inst["Hstride"] == layer.stride
+        for ds in shape["data-spaces"]:  # every projection names declared dimensions/coefficients
+            for term in ds["projection"]:
+                for factor in term:
+                    assert factor[0] in dims and all(f in coeffs for f in factor[1:])
+        if layer.groups > 1:
+            assert shape["name"] == "Grouped-CNN-Layer" and inst["G"] == layer.groups
+            assert (inst["C"], inst["M"]) == (layer.C // layer.groups, layer.K // layer.groups)
+        else:
+            assert shape["name"] == "CNN-Layer" and "G" not in inst
+            assert (inst["C"], inst["M"], inst["N"], inst["P"], inst["Q"]) == (layer.C, layer.K, layer.N, layer.P,
+                                                                               layer.Q)
+    index = load(out / "layers.yaml")
+    assert [e["macs"] for e in index["layers"]] == [l.macs for l in layers]
+    return problems
+
+
+def test_timeloop_eyeriss_alexnet(tmp_path, eyeriss_alexnet):
+    acc, layers = eyeriss_alexnet
+    problems = timeloop_checks(acc, layers, tmp_path / "tl")
+    assert problems[0].name == "00_conv1.yaml"
+    conv2 = load(problems[1])["problem"]["instance"]  # AlexNet conv2 is grouped (two towers)
+    assert (conv2["G"], conv2["C"], conv2["M"]) == (2, 48, 128)
+    assert "&id" not in problems[1].read_text()  # plain YAML: no anchors/aliases
+
+
+@pytest.mark.parametrize("name", ["tpu-like", "shidiannao-like"])
+def test_timeloop_depthwise_grouped_and_linear(tmp_path, name):
+    problems = timeloop_checks(get_accelerator(name), MIXED, tmp_path / name)
+    dw = load(problems[1])["problem"]["instance"]
+    assert (dw["G"], dw["C"], dw["M"]) == (16, 1, 1)
+    assert problems[1].name == "01_dw_3x3.yaml"  # file names are sanitised
+
+
+# ---- ZigZag -----------------------------------------------------------------------------
+
+def zigzag_checks(acc, layers, out):
+    paths = export_zigzag(acc, layers, out)
+    assert [p.name for p in paths] == ["accelerator.yaml", "workload.yaml", "mapping.yaml", "README.txt"]
+    assert paths[-1].read_text().startswith("Target: ZigZag 3.x")
+    wb = acc.word_bits
+
+    hw = load(out / "accelerator.yaml")
+    assert set(hw) == {"name", "memories", "operational_array"}
+    arr = hw["operational_array"]
+    assert set(arr) <= ZZ_ARRAY_KEYS
+    assert arr["dimensions"] == ["D1", "D2"] and arr["sizes"] == [acc.pe_x, acc.pe_y]
+    assert arr["input_precision"] == [wb, wb]
+    assert arr["unit_energy"] == pytest.approx(float(DEFAULT_TECH.e_mac(wb)))
+    mems = hw["memories"]
+    assert list(mems) == ["rf", "glb", "dram"]  # lowest level first
+    for name, m in mems.items():
+        assert set(m) <= ZZ_MEMORY_KEYS and {"size", "r_bw", "w_bw", "r_port", "w_port", "rw_port", "latency",
+                                             "operands", "ports", "served_dimensions"} <= set(m)
+        assert all(isinstance(m[k], int) for k in ("size", "r_bw", "w_bw", "r_port", "w_port", "rw_port", "latency"))
+        assert sorted(m["operands"]) == ["I1", "I2", "O"]
+        assert len(m["ports"]) == len(m["operands"])
+        used = {"r_": set(), "w_": set(), "rw": set()}
+        for port in m["ports"]:
+            for direction, pname in port.items():
+                assert ZZ_PORT.match(pname)
+                used[pname[:2]].add(pname)
+                assert not (direction in ("fh", "fl") and pname.startswith("r_"))
+                assert not (direction in ("th", "tl") and pname.startswith("w_"))
+        assert (len(used["r_"]), len(used["w_"]), len(used["rw"])) == (m["r_port"], m["w_port"], m["rw_port"])
+        assert set(m["served_dimensions"]) <= set(arr["dimensions"])
+        assert m["r_bw"] % wb == 0 or name == "dram"
+    assert mems["rf"]["size"] == acc.rf_bytes * 8 and mems["rf"]["served_dimensions"] == []
+    assert mems["glb"]["size"] == acc.glb_bytes * 8 and mems["glb"]["served_dimensions"] == ["D1", "D2"]
+    assert mems["glb"]["r_bw"] == round(acc.glb_bw * 8)
+    per_word = lambda m, cost: m[cost] / (m["r_bw"] / wb)
+    assert per_word(mems["rf"], "r_cost") == pytest.approx(float(DEFAULT_TECH.e_rf(acc.rf_bytes, wb)), rel=1e-5)
+    assert per_word(mems["glb"], "r_cost") == pytest.approx(float(DEFAULT_TECH.e_glb(acc.glb_bytes, wb)), rel=1e-5)
+    assert per_word(mems["dram"], "r_cost") == pytest.approx(float(DEFAULT_TECH.e_dram(wb)), rel=1e-5)
+
+    wl = load(out / "workload.yaml")
+    assert isinstance(wl, list) and len(wl) == len(layers)
+    ids = [l["id"] for l in wl]
+    assert ids == list(range(len(layers)))
+    names = [l["name"] for l in wl]
+    assert len(set(names)) == len(names)
+    for entry, layer in zip(wl, layers):
+        assert set(entry) <= ZZ_LAYER_KEYS
+        assert ZZ_EQUATION.match(entry["equation"])
+        assert all(ZZ_RELATION.match(r) for r in entry["dimension_relations"])
+        assert len(entry["loop_dims"]) == len(entry["loop_sizes"])
+        sizes = dict(zip(entry["loop_dims"], entry["loop_sizes"]))
+        assert math.prod(entry["loop_sizes"]) == layer.macs
+        assert entry["operand_precision"] == {"W": wb, "I": wb, "O": wb, "O_final": wb}
+        assert set(entry["operand_source"].values()) <= set(ids)
+        assert len(entry["padding"]) == len(entry["pr_loop_dims"]) == len(entry["pr_loop_sizes"])
+        ix, iy = entry["pr_loop_sizes"]
+        assert ix == layer.stride * (sizes["OX"] - 1) + sizes["FX"]
+        assert iy == layer.stride * (sizes["OY"] - 1) + sizes["FY"]
+        if layer.groups > 1:
+            assert (sizes["G"], sizes["K"], sizes["C"]) == (layer.groups, layer.K // layer.groups,
+                                                            layer.C // layer.groups)
+        else:
+            assert "G" not in sizes and (sizes["K"], sizes["C"]) == (layer.K, layer.C)
+
+    mapping = load(out / "mapping.yaml")
+    assert mapping[0]["name"] == "default"
+    assert {m["name"] for m in mapping} <= set(names) | {"default"}
+    by_name = {l["name"]: l for l in wl}
+    for m in mapping:
+        assert m["memory_operand_links"] == {"O": "O", "W": "I2", "I": "I1"}
+        for dim, entries in m["spatial_mapping"].items():
+            cap = acc.pe_x if dim == "D1" else acc.pe_y
+            factors = [ZZ_SPATIAL.match(e).groups() for e in entries]
+            assert math.prod(int(f) for _, f in factors) <= cap
+            if m["name"] != "default":
+                assert all(d in by_name[m["name"]]["loop_dims"] for d, _ in factors)
+    return wl, mapping
+
+
+def test_zigzag_eyeriss_alexnet(tmp_path, eyeriss_alexnet):
+    acc, layers = eyeriss_alexnet
+    wl, mapping = zigzag_checks(acc, layers, tmp_path / "zz")
+    assert wl[1]["equation"] == "O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix]"
+    assert wl[0]["operand_source"] == {"I": 0, "W": 0} and wl[3]["operand_source"] == {"I": 2, "W": 3}
+    conv1 = next(m for m in mapping if m["name"] == "conv1")  # row-stationary: rows <- filter rows
+    assert "FY, 11" in conv1["spatial_mapping"]["D2"]
+
+
+@pytest.mark.parametrize("name", ["tpu-like", "shidiannao-like", "dance-rs"])
+def test_zigzag_depthwise_grouped_and_linear(tmp_path, name):
+    wl, _ = zigzag_checks(get_accelerator(name), MIXED, tmp_path / name)
+    dw = dict(zip(wl[1]["loop_dims"], wl[1]["loop_sizes"]))
+    assert (dw["G"], dw["K"], dw["C"]) == (16, 1, 1)
+    fc = dict(zip(wl[4]["loop_dims"], wl[4]["loop_sizes"]))
+    assert (fc["B"], fc["K"], fc["C"], fc["OY"], fc["OX"], fc["FY"], fc["FX"]) == (4, 10, 32 * 14 * 14, 1, 1, 1, 1)
+
+
+def test_export_all_and_bad_input(tmp_path):
+    res = export_all(get_accelerator("dance-ws"), MIXED[:2], tmp_path)
+    assert (tmp_path / "timeloop" / "README.txt") in res["timeloop"]
+    assert (tmp_path / "zigzag" / "README.txt") in res["zigzag"]
+    with pytest.raises(ConfigError, match="empty"):
+        export_timeloop(get_accelerator("eyeriss"), [], tmp_path / "x")
+    with pytest.raises(ConfigError):
+        export_zigzag(get_accelerator("eyeriss"), ["conv1"], tmp_path / "y")
+    with pytest.raises(ConfigError, match="objective"):
+        export_timeloop(get_accelerator("eyeriss"), MIXED, tmp_path / "z", objective="speed")
+
+
+def test_spatial_placement_spreads_and_flags_what_does_not_fit():
+    from coexplore.export import _place
+
+    placed, exact = _place({"K": 6, "C": 1}, "ws", pe_x=2, pe_y=3)  # 6 = 2 x 3 over both dimensions
+    assert exact and placed == {"D1": ["K, 2"], "D2": ["K, 3"]}
+    placed, exact = _place({"K": 7}, "ws", pe_x=2, pe_y=3)  # 7 PEs cannot be a 2 x 3 rectangle
+    assert not exact and placed == {"D1": ["K, 2"], "D2": ["K, 3"]}
+    placed, exact = _place({"C": 4, "K": 4, "G": 2}, "ws", pe_x=4, pe_y=8)
+    assert exact and placed == {"D1": ["K, 4"], "D2": ["C, 4", "G, 2"]}
