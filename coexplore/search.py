@@ -1,0 +1,650 @@
+"""The co-exploration search: DANCE's loss, HDX's hard constraints, verified results.
+
+DANCE (Choi et al., DAC 2021) trains a supernet by alternating bilevel updates: weights on
+the training split, architecture logits on the validation split with
+
+    loss = CE + lambda * Cost_HW(evaluator(arch_encoding)),
+
+where the frozen evaluator (:mod:`coexplore.evaluator`) predicts the cost of the best
+accelerator for the current architecture distribution.  HDX (Hong et al., DAC 2022)
+adds hard constraints (``latency <= T``, ``fps >= F``, ...): whenever the surrogate's
+constrained metric exceeds its target, the architecture gradient is manipulated so that
+the step also decreases it (:mod:`coexplore.hdx`).
+
+A result must hold for real, so every epoch the argmax architecture is priced exactly with
+the analytical model on every accelerator of the hardware space (:class:`CostTable`), the
+best accelerator that meets the constraints is taken, and the constraint status logged.
+When the analytical check disagrees with the surrogate, the surrogate's internal target is
+tightened (calibration).  At the end the design is derived, its accelerator refined by
+exhaustive search under the constraints, and, if it still violates a constraint, repaired
+(blocks are moved to cheaper candidates, least-likely-to-hurt first) -- a violating design
+is never reported as a success.
+
+The search is an object with explicit steps (:meth:`CoExplorer.run_epoch`), seeded
+explicitly, with logging, checkpointing and progress as callbacks; it resumes from its last
+checkpoint bit-exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from accelerators import ConfigError, get_hardware_space
+from accelerators.io import atomic_write_bytes, atomic_write_text, write_json
+from accelerators.technology import COST_MODEL_VERSION
+
+from .config import RunConfig
+from .constraints import ConstraintSet, check_feasible
+from .evaluator import Evaluator
+from .hdx import HDXManipulator
+from .objectives import Objective
+from .pricing import CostTable
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+VIOLATED_EXIT_CODE = 3
+
+
+# ---------------------------------------------------------------------------------------
+# callbacks
+# ---------------------------------------------------------------------------------------
+
+class Callback:
+    """Hooks of the search loop; override what you need."""
+
+    def on_start(self, search: "CoExplorer") -> None:
+        pass
+
+    def on_step(self, search: "CoExplorer", step: int, info: Dict[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, search: "CoExplorer", row: Dict[str, Any]) -> None:
+        pass
+
+    def on_end(self, search: "CoExplorer", result: Dict[str, Any]) -> None:
+        pass
+
+
+class CSVLogger(Callback):
+    """Rewrites ``metrics.csv`` atomically from all rows after every epoch (resume-safe)."""
+
+    def on_epoch_end(self, search: "CoExplorer", row: Dict[str, Any]) -> None:
+        import pandas as pd
+        atomic_write_text(search.run_dir / "metrics.csv", pd.DataFrame(search.rows).to_csv(index=False))
+
+
+class Checkpointer(Callback):
+    """Saves the full search state after every epoch."""
+
+    def on_epoch_end(self, search: "CoExplorer", row: Dict[str, Any]) -> None:
+        search.save_checkpoint()
+
+
+class ProgressLogger(Callback):
+    """One log line per epoch (and tqdm bars inside epochs when enabled)."""
+
+    def on_epoch_end(self, search: "CoExplorer", row: Dict[str, Any]) -> None:
+        cons = " ".join(f"g[{k[2:]}]={row[k]:+.3g}" for k in row if k.startswith("g_"))
+        logger.info("epoch %d/%d %s: val_acc %.4f  surrogate %s %.4g  argmax %s %.4g %s",
+                    row["epoch"] + 1, search.total_epochs, row["phase"], row.get("val_acc", float("nan")),
+                    search.objective.key(), row.get("surrogate_cost", float("nan")), search.objective.key(),
+                    row.get("argmax_cost", float("nan")), cons)
+
+
+# ---------------------------------------------------------------------------------------
+# the search
+# ---------------------------------------------------------------------------------------
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"config: device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config: device {name!r} asked for, but CUDA is not available")
+    return dev
+
+
+def get_evaluator(cfg: RunConfig, table: CostTable, cache_dir: Optional[Path] = None,
+                  progress: bool = False) -> Evaluator:
+    """The configured evaluator checkpoint, or one built (and cached) for these spaces."""
+    from .evaluator_train import TrainConfig, build_evaluator
+
+    expect = table.key()
+    if cfg.evaluator.path:
+        return Evaluator.load(cfg.evaluator.path, expect=expect)
+    import hashlib
+    import json
+
+    from .evaluator_data import default_cache_dir
+    ec = cfg.evaluator
+    key = hashlib.sha256(json.dumps({**expect, "objective": Objective.parse(cfg.objective).key(),
+                                     "n": ec.num_arch, "pairs": ec.pairs_per_arch, "eg": ec.epochs_generator,
+                                     "ee": ec.epochs_estimator, "seed": cfg.seed}, sort_keys=True).encode()).hexdigest()[:20]
+    path = Path(cache_dir or default_cache_dir()) / "evaluators" / f"{key}.pt"
+    if path.is_file():
+        return Evaluator.load(path, expect=expect)
+    logger.info("building an evaluator for %s x %s (%d architectures); cached at %s",
+                table.space.name, table.hardware.name, ec.num_arch, path)
+    tc = TrainConfig(max_epochs_generator=ec.epochs_generator, max_epochs_estimator=ec.epochs_estimator, seed=cfg.seed)
+    res = build_evaluator(table.space, table.hardware, cfg.objective, out=path, num_arch=ec.num_arch,
+                          pairs_per_arch=ec.pairs_per_arch, cfg=tc, cache_dir=cache_dir, progress=progress,
+                          report_arch=1000)
+    return res["evaluator"]
+
+
+class CoExplorer:
+    """One co-exploration run in a run folder.
+
+    Args:
+        cfg: the resolved configuration.
+        run_dir: the run folder (created).
+        callbacks: extra callbacks (CSV logging, checkpointing and progress are always on).
+        cache_dir: where evaluators and datasets are cached.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: Union[str, Path], callbacks: Sequence[Callback] = (),
+                 cache_dir: Optional[Union[str, Path]] = None) -> None:
+        from search_spaces import Supernet, get_search_space
+        from search_spaces.data import get_data
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.device = _resolve_device(cfg.device)
+        self.objective = Objective.parse(cfg.objective)
+        self.constraints = ConstraintSet.parse(list(cfg.constraints))
+        metrics = [c.metric for c in self.constraints]
+        self.constraint_names = [m if metrics.count(m) == 1 else f"{m}{i}" for i, m in enumerate(metrics)]
+        self.space = get_search_space(cfg.search_space)
+        self.hw_space = get_hardware_space(cfg.hardware_space)
+        self.table = CostTable(self.space, self.hw_space)
+        self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
+        self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), *callbacks]
+
+        self._seed_everything(cfg.seed)
+        self.data = get_data(cfg.data.name, path=cfg.data.path, val_fraction=cfg.data.val_fraction, seed=cfg.seed,
+                             batch_size=cfg.data.batch_size, augment=cfg.data.augment, limit=cfg.data.limit,
+                             cache_dir=self.cache_dir)
+        if self.data.num_classes != self.space.num_classes or tuple(self.data.input_shape) != (
+                self.space.input_channels, self.space.resolution, self.space.resolution):
+            raise ConfigError(
+                f"config: dataset {cfg.data.name!r} has {self.data.num_classes} classes and inputs "
+                f"{tuple(self.data.input_shape)}, but search space {self.space.name!r} expects {self.space.num_classes} "
+                f"classes and inputs {(self.space.input_channels, self.space.resolution, self.space.resolution)}")
+        self.supernet = Supernet(self.space, mode=cfg.path_mode, tau=cfg.tau0).to(self.device)
+        self.evaluator: Optional[Evaluator] = None
+        if cfg.method in ("dance", "hdx"):
+            self.evaluator = get_evaluator(cfg, self.table, self.cache_dir, progress=cfg.progress).to(self.device)
+            for p in self.evaluator.parameters():
+                p.requires_grad_(False)
+        # the FLOPs penalty of NAS->HW: expected MACs, exact per block
+        from search_spaces.pricing import candidate_layer_table
+        cl = candidate_layer_table(self.space)
+        self.fixed_macs = float(sum(l.macs for l in cl.fixed))
+        self.cand_macs = torch.tensor([float(sum(l.macs for l in c)) for c in cl.candidates], device=self.device)
+
+        self.w_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
+                                     weight_decay=cfg.w_weight_decay, nesterov=True)
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_epochs = cfg.warmup_epochs + cfg.epochs
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=self.total_epochs * self.steps_per_epoch)
+        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=cfg.a_lr, betas=(0.5, 0.999),
+                                      weight_decay=cfg.a_weight_decay)
+        self.hdx = HDXManipulator(len(self.constraints), kappa0=cfg.hdx.kappa0, growth=cfg.hdx.growth,
+                                  decay=cfg.hdx.decay, kappa_max=cfg.hdx.kappa_max)
+        self.margins = [0.0] * len(self.constraints)  # surrogate target = bound * (1 - margin)
+        self.cost_ref = self._cost_reference()
+        self.epoch = 0  # next epoch to run
+        self.rows: List[Dict[str, Any]] = []
+        self.bn_batches = 20  # training batches that re-estimate BatchNorm statistics per evaluation
+
+    # ---- set-up helpers --------------------------------------------------------------------
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _steps_per_epoch(self) -> int:
+        n = len(self.data.train)
+        return min(n, self.cfg.steps_per_epoch) if self.cfg.steps_per_epoch else n
+
+    def _cost_reference(self) -> float:
+        """Cost of the uniform architecture distribution: makes lambda unit-free."""
+        uniform = self.supernet.arch_encoding().detach()
+        if self.evaluator is not None:
+            with torch.no_grad():
+                out = self.evaluator(uniform, mode="argmax")
+            return float(self.objective(out["latency_s"], out["energy_j"], out["area_mm2"]))
+        return float(self.fixed_macs + float(uniform @ self.cand_macs))
+
+    def tau_at(self, epoch: int) -> float:
+        """Exponential decay from tau0 to tau_min over the search epochs."""
+        k = max(0, epoch - self.cfg.warmup_epochs)
+        n = max(1, self.cfg.epochs - 1)
+        return float(self.cfg.tau0 * (self.cfg.tau_min / self.cfg.tau0) ** min(1.0, k / n))
+
+    # ---- the differentiable hardware cost -----------------------------------------------------
+    def surrogate(self, enc: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The evaluator's costs of an encoding ``[D]`` (scalars), plus the normalised objective."""
+        if self.evaluator is None:
+            macs = self.fixed_macs + enc @ self.cand_macs
+            return {"cost": macs / self.cost_ref, "macs": macs}
+        out = self.evaluator(enc, mode=self.cfg.evaluator.hw_mode)
+        out["cost"] = self.objective(out["latency_s"], out["energy_j"], out["area_mm2"]) / self.cost_ref
+        return out
+
+    def _constraint_terms(self, out: Dict[str, torch.Tensor]) -> List[Tuple[torch.Tensor, float]]:
+        """Per constraint: the surrogate value of the steered metric and its internal target."""
+        terms = []
+        for c, margin in zip(self.constraints, self.margins):
+            metric, bound = c.target_metric, c.target_bound
+            terms.append((out[{"latency": "latency_s", "energy": "energy_j", "area": "area_mm2"}[metric]],
+                          bound * (1.0 - margin)))
+        return terms
+
+    # ---- one epoch ----------------------------------------------------------------------------
+    def run_epoch(self) -> Dict[str, Any]:
+        cfg, net = self.cfg, self.supernet
+        epoch = self.epoch
+        warm = epoch < cfg.warmup_epochs
+        net.tau = self.tau_at(epoch)
+        self.data.train.set_epoch(epoch)
+        self.data.val.set_epoch(epoch)
+        val_iter = iter(self.data.val)
+        stats = {"train_loss": 0.0, "train_acc": 0.0, "ce_arch": 0.0, "cost_loss": 0.0, "n": 0, "arch_steps": 0}
+        t0 = time.perf_counter()
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False)
+        for step, (x, y) in enumerate(self.data.train):
+            if step >= self.steps_per_epoch:
+                break
+            x, y = x.to(self.device), y.to(self.device)
+            # -- weight step (uniform single path during warm-up, sampled from the logits after)
+            net.train()
+            if warm:  # single-path modes warm up on uniformly drawn paths, DARTS on the uniform mixture
+                with net.using_mode("uniform" if cfg.path_mode in ("gumbel", "binary") else cfg.path_mode):
+                    logits = net(x)
+            else:
+                logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            self.w_opt.zero_grad(set_to_none=True)
+            for p in net.arch_parameters():
+                p.grad = None
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
+            self.w_opt.step()
+            self.w_sched.step()
+            stats["train_loss"] += float(loss.detach()) * len(y)
+            stats["train_acc"] += float((logits.argmax(1) == y).sum())
+            stats["n"] += len(y)
+            # -- architecture step on the validation split
+            if not warm:
+                try:
+                    xv, yv = next(val_iter)
+                except StopIteration:
+                    val_iter = iter(self.data.val)
+                    xv, yv = next(val_iter)
+                self._arch_step(xv.to(self.device), yv.to(self.device), stats)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        row = self._epoch_row(epoch, warm, stats, time.perf_counter() - t0)
+        self.rows.append(row)
+        self.epoch += 1
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, row)
+        return row
+
+    def _arch_step(self, xv: torch.Tensor, yv: torch.Tensor, stats: Dict[str, float]) -> None:
+        cfg, net = self.cfg, self.supernet
+        net.train()
+        logits = net(xv)
+        ce = F.cross_entropy(logits, yv)
+        enc = net.arch_encoding()
+        out = self.surrogate(enc)
+        cost = out["cost"]
+        loss = ce + cfg.lam * cost
+        params = net.arch_parameters()
+        self.a_opt.zero_grad(set_to_none=True)
+        terms = self._constraint_terms(out) if (cfg.method == "hdx" and len(self.constraints)) else []
+        grads = torch.autograd.grad(loss, params, retain_graph=bool(terms), allow_unused=True)
+        grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+        if terms:
+            violated = [bool(t.detach() > target) for t, target in terms]
+            t_grads = []
+            for (t, _), v in zip(terms, violated):
+                if v:
+                    gt = torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)
+                    t_grads.append([g if g is not None else torch.zeros_like(p) for g, p in zip(gt, params)])
+                else:
+                    t_grads.append(None)
+            grads = self.hdx.manipulate(grads, t_grads, violated)
+            self.hdx.update(violated)
+        for p, g in zip(params, grads):
+            p.grad = g.detach()
+        self.a_opt.step()
+        stats["ce_arch"] += float(ce.detach())
+        stats["cost_loss"] += float(cost.detach())
+        stats["arch_steps"] += 1
+
+    # ---- per-epoch evaluation -------------------------------------------------------------------
+    def inherited_accuracy(self, sample: Dict[str, str]) -> float:
+        """Inherited-weight validation accuracy of one architecture.
+
+        The supernet's BatchNorm running statistics mix every path it trained, so they are
+        re-estimated for this architecture first (on training batches, as in single-path
+        one-shot NAS) and restored afterwards.
+        """
+        from search_spaces import evaluate_network
+        bns = [m for m in self.supernet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+                 for m in bns]
+        was_training = self.supernet.training
+        try:
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batches
+            self.supernet.train()
+            with torch.no_grad(), self.supernet.fixed(sample):
+                for i, (x, _) in enumerate(self.data.train):
+                    if i >= self.bn_batches:
+                        break
+                    self.supernet(x.to(self.device))
+            with self.supernet.fixed(sample):
+                res = evaluate_network(self.supernet, self.data.val, self.device)
+        finally:
+            for m, (mean, var, n, mom) in zip(bns, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(n)
+                m.momentum = mom
+            self.supernet.train(was_training)
+            self.data.train.set_epoch(self.epoch)
+        return float(res["accuracy"])
+
+    def verify(self, sample: Dict[str, str]) -> Dict[str, Any]:
+        """Exact analytical check of an architecture: the best accelerator of the hardware space
+        for the objective among those meeting every constraint (or, when none does, the one
+        with the least total normalised violation)."""
+        lat, en, area = (np.asarray(v)[0] for v in self.table.metrics(self.space.encode(sample)))
+        score = self.objective(lat, en, area)
+        vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
+        viol = np.zeros_like(lat)
+        for c in self.constraints:
+            viol = viol + np.maximum(0.0, c.normalized_g(vals[c.metric]))
+        feasible = viol <= 0
+        if feasible.any():
+            idx = int(np.argmin(np.where(feasible, score, np.inf)))
+        else:
+            idx = int(np.lexsort((score, viol))[0])
+        m = {"latency_s": float(lat[idx]), "fps": float(1.0 / lat[idx]), "energy_j": float(en[idx]),
+             "area_mm2": float(np.asarray(area)[idx]), "edp": float(lat[idx] * en[idx]),
+             "edap": float(lat[idx] * en[idx] * np.asarray(area)[idx])}
+        checks = self.constraints.check({"latency": m["latency_s"], "energy": m["energy_j"], "area": m["area_mm2"],
+                                         "fps": m["fps"]})
+        return {"accelerator_index": idx, "accelerator": self.table.accelerators[idx], "metrics": m,
+                "cost": float(score[idx]), "constraints": checks, "feasible": bool(feasible[idx]),
+                "any_feasible": bool(feasible.any())}
+
+    def _epoch_row(self, epoch: int, warm: bool, stats: Dict[str, float], seconds: float) -> Dict[str, Any]:
+        n, a = max(1, stats["n"]), max(1, stats["arch_steps"])
+        sample = self.supernet.derive()
+        row: Dict[str, Any] = {"epoch": epoch, "phase": "warmup" if warm else "search", "tau": self.supernet.tau,
+                               "lambda": self.cfg.lam, "train_loss": stats["train_loss"] / n,
+                               "train_acc": stats["train_acc"] / n, "ce": stats["ce_arch"] / a if not warm else None,
+                               "cost_loss": stats["cost_loss"] / a if not warm else None, "seconds": seconds}
+        row["loss"] = None if warm else row["ce"] + self.cfg.lam * row["cost_loss"]
+        row["val_acc"] = self.inherited_accuracy(sample)  # the argmax architecture, inherited weights
+        if self.cfg.path_mode == "darts":  # the mixture the DARTS-mode supernet actually trains
+            from search_spaces import evaluate_network
+            row["val_acc_supernet"] = float(evaluate_network(self.supernet, self.data.val, self.device)["accuracy"])
+        with torch.no_grad():
+            enc = self.supernet.arch_encoding()
+            out = self.surrogate(enc)
+            probs = [torch.softmax(p, -1) for p in self.supernet.arch_parameters()]
+            row["entropy"] = float(torch.stack([-(q * q.clamp_min(1e-12).log()).sum() for q in probs]).mean())
+        if self.evaluator is not None:
+            row.update(surrogate_latency_s=float(out["latency_s"]), surrogate_energy_j=float(out["energy_j"]),
+                       surrogate_area_mm2=float(out["area_mm2"]),
+                       surrogate_cost=float(out["cost"]) * self.cost_ref)
+        else:
+            row["surrogate_macs"] = float(out["macs"])
+        v = self.verify(sample)
+        m = v["metrics"]
+        row.update(argmax_latency_s=m["latency_s"], argmax_energy_j=m["energy_j"], argmax_area_mm2=m["area_mm2"],
+                   argmax_edap=m["edap"], argmax_cost=v["cost"], feasible=v["feasible"])
+        for i, (c, chk) in enumerate(zip(self.constraints, v["constraints"])):
+            name = self.constraint_names[i]
+            row[f"g_{name}"] = chk["g"]
+            row[f"margin_{name}"] = self.margins[i]
+            if self.evaluator is not None and c.target_metric in ("latency", "energy", "area"):
+                key = {"latency": "surrogate_latency_s", "energy": "surrogate_energy_j", "area": "surrogate_area_mm2"}
+                row[f"surrogate_g_{name}"] = row[key[c.target_metric]] - c.target_bound
+            # calibration: the analytical check says violated while the surrogate says met
+            if (not warm and self.cfg.method == "hdx" and self.cfg.hdx.calibrate and not chk["satisfied"]
+                    and row.get(f"surrogate_g_{name}", 1.0) <= 0):
+                self.margins[i] = min(0.5, self.margins[i] + self.cfg.hdx.calibrate_step)
+        for k, val in enumerate(self.hdx.state_dict().get("kappa", [])):
+            row[f"kappa_{self.constraint_names[k]}"] = val
+        return row
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> Dict[str, Any]:
+        return {"epoch": self.epoch, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
+                "a_opt": self.a_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
+                "hdx": self.hdx.state_dict(), "margins": list(self.margins), "rows": self.rows,
+                "torch_rng": torch.get_rng_state(), "numpy_rng": _np_state(), "python_rng": _py_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "config": self.cfg.to_dict()}
+
+    def save_checkpoint(self) -> None:
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        atomic_write_bytes(self.run_dir / "checkpoints" / CHECKPOINT_NAME, buf.getvalue())
+
+    def load_checkpoint(self, path: Optional[Path] = None) -> bool:
+        path = path or self.run_dir / "checkpoints" / CHECKPOINT_NAME
+        if not path.is_file():
+            return False
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        if st["config"] != self.cfg.to_dict():
+            raise ConfigError(f"{path}: the checkpoint was written with another config; resume with the same "
+                              f"config or start a new run folder")
+        self.epoch = st["epoch"]
+        self.supernet.load_state_dict(st["supernet"])
+        self.w_opt.load_state_dict(st["w_opt"])
+        self.a_opt.load_state_dict(st["a_opt"])
+        self.w_sched.load_state_dict(st["w_sched"])
+        self.hdx.load_state_dict(st["hdx"])
+        self.margins = list(st["margins"])
+        self.rows = list(st["rows"])
+        torch.set_rng_state(st["torch_rng"].cpu())
+        np.random.set_state(_np_unstate(st["numpy_rng"]))
+        random.setstate(_py_unstate(st["python_rng"]))
+        if st.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        logger.info("resumed %s at epoch %d", self.run_dir, self.epoch)
+        return True
+
+    # ---- the whole run ------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> Dict[str, Any]:
+        if resume:
+            self.load_checkpoint()
+        self.cfg.save(self.run_dir / "config.yaml")
+        for cb in self.callbacks:
+            cb.on_start(self)
+        while self.epoch < self.total_epochs:
+            self.run_epoch()
+        result = self.finalize()
+        for cb in self.callbacks:
+            cb.on_end(self, result)
+        return result
+
+    def finalize(self) -> Dict[str, Any]:
+        """Derive, refine the accelerator exhaustively, repair if needed, retrain if asked; write result.json."""
+        sample = self.supernet.derive()
+        generated = None
+        if self.evaluator is not None:
+            generated = self.evaluator.predict_accelerator(self.supernet.arch_encoding().detach().cpu()
+                                                           if self.device.type == "cpu" else
+                                                           self.supernet.arch_encoding().detach())
+        v = self.verify(sample)
+        repaired: List[Dict[str, str]] = []
+        if not v["feasible"] and len(self.constraints) and (self.cfg.repair or self.cfg.method == "hdx"):
+            sample, v, repaired = self._repair(sample, v)
+        acc = self.inherited_accuracy(sample)
+        result: Dict[str, Any] = {
+            "method": self.cfg.method, "name": self.cfg.name, "seed": self.cfg.seed,
+            "search_space": self.space.name, "hardware_space": self.hw_space.name,
+            "objective": self.objective.to_spec(), "lambda": self.cfg.lam,
+            "architecture": sample, "accelerator": v["accelerator"].to_dict(),
+            "generated_accelerator": generated.to_dict() if generated is not None else None,
+            "metrics": {"accuracy": acc, "error": 1.0 - acc, **v["metrics"]},
+            "accuracy_source": "supernet-val",
+            "constraints": v["constraints"], "all_constraints_met": bool(all(c["satisfied"] for c in v["constraints"])),
+            "status": "ok", "repairs": repaired, "checked_by": "analytical", "cost_model_version": COST_MODEL_VERSION,
+            "feasibility": self.feasibility, "epochs": self.total_epochs,
+        }
+        if not result["all_constraints_met"]:
+            result["status"] = "constraints-violated"
+        if self.cfg.retrain_epochs > 0:
+            result["retrain"] = self.retrain(sample)
+            result["metrics"]["accuracy"] = result["retrain"]["test_accuracy"]
+            result["metrics"]["error"] = 1.0 - result["retrain"]["test_accuracy"]
+            result["accuracy_source"] = "retrained-test"
+        write_json(self.run_dir / "result.json", _jsonable(result))
+        return result
+
+    def _repair(self, sample: Dict[str, str], v: Dict[str, Any]):
+        """Greedy repair: move one block at a time to a cheaper candidate until some accelerator
+        meets every constraint.  Each move is the one that removes the most normalised violation
+        per unit of architecture log-probability given up (the search's own belief of what
+        matters for accuracy).  Terminates: every move strictly lowers the violation, and the
+        all-cheapest architecture is feasible (checked before the search)."""
+        logp = {b.label: torch.log_softmax(p.detach().cpu(), -1).numpy()
+                for b, p in zip(self.space.blocks, self.supernet.arch_parameters())}
+        moves: List[Dict[str, str]] = []
+        current = dict(sample)
+
+        def violation(s: Dict[str, str]) -> float:
+            lat, en, area = (np.asarray(x)[0] for x in self.table.metrics(self.space.encode(s)))
+            vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
+            viol = np.zeros_like(lat)
+            for c in self.constraints:
+                viol = viol + np.maximum(0.0, c.normalized_g(vals[c.metric]))
+            return float(viol.min())
+
+        cur_v = violation(current)
+        for _ in range(10 * len(self.space.blocks)):
+            if cur_v <= 0:
+                break
+            best = None
+            for b in self.space.blocks:
+                i_now = b.candidates.index(current[b.label])
+                for j, op in enumerate(b.candidates):
+                    if op == current[b.label]:
+                        continue
+                    trial = {**current, b.label: op}
+                    nv = violation(trial)
+                    gain = cur_v - nv
+                    if gain <= 1e-12:
+                        continue
+                    lost = max(1e-6, float(logp[b.label][i_now] - logp[b.label][j]))
+                    score = gain / lost
+                    if best is None or score > best[0]:
+                        best = (score, b.label, op, nv)
+            if best is None:
+                break
+            _, label, op, nv = best
+            moves.append({"block": label, "from": current[label], "to": op})
+            current[label] = op
+            cur_v = nv
+        v2 = self.verify(current)
+        logger.warning("final design violated a constraint; repaired with %d block change(s): %s", len(moves),
+                       ", ".join(f"{m['block']} {m['from']}->{m['to']}" for m in moves) or "none possible")
+        return current, v2, moves
+
+    def retrain(self, sample: Dict[str, str]) -> Dict[str, Any]:
+        """Train the derived network from scratch on train+val and report test accuracy."""
+        from search_spaces import evaluate_network, train_network
+        model = self.supernet.freeze(sample, inherit_weights=False)
+        t0 = time.perf_counter()
+        hist = train_network(model, self.data.train, self.cfg.retrain_epochs, self.cfg.retrain_lr, self.device,
+                             seed=self.cfg.seed, progress=self.cfg.progress)
+        res = evaluate_network(model, self.data.test, self.device)
+        return {"epochs": self.cfg.retrain_epochs, "test_accuracy": float(res["accuracy"]),
+                "test_loss": float(res["loss"]), "seconds": time.perf_counter() - t0,
+                "final_train_accuracy": float(hist[-1]["accuracy"]) if hist else None,
+                "parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+
+def _np_state():
+    s = np.random.get_state()
+    return [s[0], s[1].tolist(), int(s[2]), int(s[3]), float(s[4])]
+
+
+def _np_unstate(s):
+    return (s[0], np.array(s[1], dtype=np.uint32), s[2], s[3], s[4])
+
+
+def _py_state():
+    s = random.getstate()
+    return [s[0], list(s[1]), s[2]]
+
+
+def _py_unstate(s):
+    return (s[0], tuple(s[1]), s[2])
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "to_dict"):
+        return _jsonable(o.to_dict())
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def run_search(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,
+               cache_dir: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+    """Run (or resume) a search into ``run_dir`` and return its result."""
+    run_dir = Path(run_dir)
+    if (run_dir / "result.json").is_file() and not resume:
+        raise ConfigError(f"{run_dir}: holds a finished run; choose another --out or pass --resume to reuse it")
+    if (run_dir / "checkpoints" / CHECKPOINT_NAME).is_file() and not resume:
+        raise ConfigError(f"{run_dir}: holds an unfinished run; pass --resume to continue it or choose another --out")
+    return CoExplorer(cfg, run_dir, cache_dir=cache_dir).run(resume=resume)

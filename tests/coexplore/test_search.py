@@ -1,0 +1,172 @@
+"""End-to-end tests of the co-exploration search: config, results checked by the analytical
+model, HDX constraints, repair, and bit-exact resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from accelerators import ConfigError
+from coexplore.config import load_config
+from coexplore.constraints import InfeasibleConstraintError
+from coexplore.search import CoExplorer, run_search
+
+TINY = ["search_space=tiny-mnist", "hardware_space=small", "data.limit=192", "data.batch_size=32",
+        "steps_per_epoch=3", "warmup_epochs=1", "epochs=2", "progress=false",
+        "evaluator.num_arch=300", "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3",
+        "evaluator.epochs_estimator=1", "path_mode=gumbel"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def cfg(*extra):
+    return load_config(None, TINY + list(extra))
+
+
+# ---------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------
+
+def test_config_yaml_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("method: dance\nlam: 0.3\ndata: {batch_size: 16}\n")
+    c = load_config(p, ["lam=0.7", "data.limit=100", "constraints=[latency <= 1ms]"])
+    assert c.method == "dance" and c.lam == 0.7 and c.data.batch_size == 16 and c.data.limit == 100
+    assert c.constraints == ("latency <= 1ms",)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["bogus=1"], r"unknown field\(s\) \['bogus'\]"),
+    (["data.bogus=1"], r"data: unknown field"),
+    (["method=magic"], r"method is 'magic'; allowed values"),
+    (["method=hdx"], "needs at least one constraint"),
+    (["epochs=zero"], "epochs must be an integer"),
+    (["constraints=[speed <= 3]"], "unknown metric"),
+    (["objective=speed"], "objective 'speed' is unknown"),
+    (["tau_min=9"], "tau_min"),
+    (["lam"], "expected key=value"),
+])
+def test_bad_configs_name_the_field(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, ["method=dance"] + overrides if overrides[0].split("=")[0] != "method" else overrides)
+
+
+def test_impossible_constraint_is_refused_with_both_numbers(tmp_path, cache):
+    with pytest.raises(InfeasibleConstraintError, match=r"latency <= 1 ?us is unreachable: .*takes"):
+        CoExplorer(cfg("method=hdx", "constraints=[latency <= 1us]"), tmp_path / "r", cache_dir=cache)
+
+
+# ---------------------------------------------------------------------------------------
+# a whole run
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hdx_run(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("runs") / "hdx"
+    c = cfg("method=hdx", "constraints=[latency <= 0.06ms]", "lam=0.0")
+    return out, run_search(c, out, cache_dir=cache)
+
+
+def test_run_folder_contents(hdx_run):
+    out, res = hdx_run
+    for f in ("config.yaml", "metrics.csv", "result.json", "checkpoints/last.pt"):
+        assert (out / f).is_file(), f
+    import pandas as pd
+    m = pd.read_csv(out / "metrics.csv")
+    assert list(m["epoch"]) == [0, 1, 2] and list(m["phase"]) == ["warmup", "search", "search"]
+    for col in ("loss", "ce", "cost_loss", "val_acc", "surrogate_latency_s", "argmax_latency_s", "argmax_edap",
+                "g_latency", "entropy", "tau"):
+        assert col in m.columns, col
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["constraints"] == ["latency <= 0.06ms"] and saved["method"] == "hdx"
+
+
+def test_result_is_checked_by_the_analytical_model(hdx_run):
+    out, res = hdx_run
+    from accelerators import Accelerator, evaluate
+    from search_spaces import get_search_space
+    r = json.loads((out / "result.json").read_text())
+    assert r["checked_by"] == "analytical" and r["all_constraints_met"] is True and r["status"] == "ok"
+    layers = get_search_space("tiny-mnist").layers(r["architecture"])
+    c = evaluate(layers, [Accelerator.from_dict(r["accelerator"])])
+    assert r["metrics"]["latency_s"] == pytest.approx(float(c.latency_total_s[0]), rel=1e-9)
+    assert r["metrics"]["energy_j"] == pytest.approx(float(c.energy_total_j[0]), rel=1e-9)
+    assert r["metrics"]["latency_s"] <= 0.06e-3
+    (chk,) = r["constraints"]
+    assert chk["g"] <= 0 and chk["satisfied"] and chk["value"] == pytest.approx(r["metrics"]["latency_s"])
+
+
+def test_refused_to_overwrite_a_finished_run(hdx_run, cache):
+    out, _ = hdx_run
+    with pytest.raises(ConfigError, match="finished run"):
+        run_search(cfg("method=hdx", "constraints=[latency <= 0.06ms]", "lam=0.0"), out, cache_dir=cache)
+
+
+def test_violating_design_is_repaired_or_flagged(tmp_path, cache):
+    # a strong accuracy pull with no cost penalty and no manipulation ends above a tight bound;
+    # with repair the result meets it, without it the result says so
+    tight = "constraints=[latency <= 0.045ms]"
+    r1 = run_search(cfg("method=dance", "lam=0.0", tight, "repair=true"), tmp_path / "a", cache_dir=cache)
+    assert r1["all_constraints_met"] and r1["status"] == "ok"
+    r2 = run_search(cfg("method=dance", "lam=0.0", tight, "repair=false"), tmp_path / "b", cache_dir=cache)
+    if not r2["all_constraints_met"]:
+        assert r2["status"] == "constraints-violated"
+        assert any(not c["satisfied"] for c in r2["constraints"])
+    assert r1["repairs"] or r2["all_constraints_met"]
+
+
+def test_cli_exit_code_flags_violation(tmp_path, cache):
+    from coexplore.cli import main
+    rc = main(["--quiet", "search", "--out", str(tmp_path / "r"), "--cache-dir", str(cache), *TINY, "method=dance",
+               "lam=0.0", "constraints=[latency <= 0.045ms]", "repair=false", "--format", "json"])
+    r = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert rc == (0 if r["all_constraints_met"] else 3)
+
+
+# ---------------------------------------------------------------------------------------
+# resume after SIGKILL gives the same result as an uninterrupted run
+# ---------------------------------------------------------------------------------------
+
+def _search_cmd(out, cache, extra=()):
+    return [sys.executable, "-m", "coexplore.cli", "--quiet", "search", "--out", str(out), "--cache-dir", str(cache),
+            *TINY, "epochs=3", "method=hdx", "constraints=[latency <= 0.06ms]", "lam=0.1", *extra]
+
+
+def _strip(r):
+    r = dict(r)
+    r.pop("feasibility", None)
+    return r
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run(_search_cmd(a, cache), check=True, env=env, timeout=600, capture_output=True)
+    ra = json.loads((a / "result.json").read_text())
+
+    proc = subprocess.Popen(_search_cmd(b, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck = b / "checkpoints" / "last.pt"
+    t0 = time.time()
+    while not ck.exists() and time.time() - t0 < 300 and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (b / "result.json").exists()
+    r = subprocess.run(_search_cmd(b, cache, ["--resume"]), env=env, timeout=600, capture_output=True, text=True)
+    assert r.returncode in (0, 3), r.stderr
+    rb = json.loads((b / "result.json").read_text())
+    assert _strip(ra) == _strip(rb)
+    import pandas as pd
+    ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
+    pd.testing.assert_frame_equal(ma.drop(columns=["seconds"]), mb.drop(columns=["seconds"]))
