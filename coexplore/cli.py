@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -58,6 +59,8 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, tuple):
         return list(o)
+    if isinstance(o, os.PathLike):
+        return str(o)
     raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
@@ -230,6 +233,140 @@ def _print_result(result: Dict[str, Any], out, fmt: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# coexplore pareto / plot / retrain / export
+# ---------------------------------------------------------------------------------------
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .constraints import Constraint
+    from .pareto import write_pareto
+
+    lines: Dict[str, List[float]] = {}
+    for text in args.constraint:
+        c = Constraint.parse(text)
+        lines.setdefault(c.metric, []).append(c.bound)
+    out = Path(args.out) if args.out else Path(args.runs[0])
+    res = write_pareto(args.runs, out, x=args.x, y=args.y, constraints=lines or None)
+    if args.format == "json":
+        print(json.dumps(res, indent=2, default=_json_default))
+        return 0
+    _emit(res["front"], {"runs": res["n_runs"], "front size": len(res["front"]), "hypervolume": res["hypervolume"],
+                         "reference point": str(res["reference_point"]), "csv": str(res["paths"]["csv"]),
+                         "plot": str(res["paths"]["png"])}, "table", title=f"Pareto front: {args.y} vs {args.x}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from accelerators import Accelerator
+
+    from .plots import plot_accelerator, plot_trajectories
+    from search_spaces import get_search_space
+
+    run = Path(args.run)
+    result = _read_result(run)
+    paths = plot_trajectories(run)
+    layers = get_search_space(result["search_space"]).layers(result["architecture"])
+    paths += plot_accelerator(Accelerator.from_dict(result["accelerator"]), layers, run / "plots" / "accelerator.png",
+                              formats=("png", "svg"))
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _read_result(run) -> Dict[str, Any]:
+    f = run / "result.json"
+    if not f.is_file():
+        raise UserError(f"{run}: no result.json (is it a finished run folder?)")
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{f}: malformed JSON ({exc})") from None
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from accelerators.io import write_json
+    from search_spaces import build_network, evaluate_network, get_data, get_search_space, train_network
+
+    from .config import load_config
+
+    run = Path(args.run)
+    result = _read_result(run)
+    cfg = load_config(run / "config.yaml")
+    space = get_search_space(cfg.search_space)
+    data = get_data(cfg.data.name, path=cfg.data.path, val_fraction=cfg.data.val_fraction, seed=cfg.seed,
+                    batch_size=cfg.data.batch_size, augment=cfg.data.augment, limit=cfg.data.limit,
+                    cache_dir=args.cache_dir)
+    import torch
+    torch.manual_seed(cfg.seed)
+    model = build_network(space, result["architecture"])
+    epochs = args.epochs or max(1, cfg.retrain_epochs)
+    hist = train_network(model, data.train, epochs, args.lr or cfg.retrain_lr, args.device,
+                         seed=cfg.seed, progress=not args.quiet)
+    res = evaluate_network(model, data.test, args.device)
+    retrain = {"epochs": epochs, "test_accuracy": float(res["accuracy"]), "test_loss": float(res["loss"]),
+               "final_train_accuracy": float(hist[-1]["accuracy"]),
+               "parameters": int(sum(p.numel() for p in model.parameters()))}
+    result["retrain"] = retrain
+    result["metrics"]["accuracy"] = retrain["test_accuracy"]
+    result["metrics"]["error"] = 1.0 - retrain["test_accuracy"]
+    result["accuracy_source"] = "retrained-test"
+    write_json(run / "result.json", result)
+    print(json.dumps(retrain, indent=2) if args.format == "json" else
+          f"{run}: test accuracy {100 * retrain['test_accuracy']:.2f}% after {epochs} epochs from scratch "
+          f"({retrain['parameters']:,} parameters); result.json updated")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from accelerators import Accelerator
+
+    from .export import export_timeloop, export_zigzag
+    from search_spaces import get_search_space
+
+    if args.run:
+        run = Path(args.run)
+        result = _read_result(run)
+        acc = Accelerator.from_dict(result["accelerator"])
+        layers = get_search_space(result["search_space"]).layers(result["architecture"])
+        out = Path(args.out) if args.out else run / "export"
+    else:
+        if not (args.accelerator and args.workload):
+            raise UserError("give a RUN folder, or both --accelerator and --workload")
+        acc = get_accelerator(args.accelerator)
+        layers = get_workload(args.workload)
+        if not args.out:
+            raise UserError("--out is required with --accelerator/--workload")
+        out = Path(args.out)
+    written = []
+    if args.to in ("timeloop", "both"):
+        written += export_timeloop(acc, layers, out / "timeloop")
+    if args.to in ("zigzag", "both"):
+        written += export_zigzag(acc, layers, out / "zigzag")
+    print(f"wrote {len(written)} files under {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# coexplore demo
+# ---------------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.out, jobs=args.jobs, quick=args.quick, cache_dir=args.cache_dir, progress=not args.quiet)
+    print(summary["table"])
+    print(f"\nPareto plot: {summary['pareto_png']}\nresults:     {summary['csv']}")
+    return 0 if summary["hdx_met"] else 3
+
+
+# ---------------------------------------------------------------------------------------
 # coexplore list
 # ---------------------------------------------------------------------------------------
 
@@ -315,6 +452,46 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "or ~/.cache/coexplore)")
     se.add_argument("--format", "-f", choices=("table", "json"), default="table")
     se.set_defaults(func=cmd_search)
+
+    pa = sub.add_parser("pareto", help="Pareto front of finished runs: CSV, PNG/SVG plot, hypervolume",
+                        description="Collect result.json of run folders (or parents of run folders) and write the "
+                                    "front of --y against --x, with constraint lines.")
+    pa.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    pa.add_argument("--x", default="latency", help="latency (default), energy, edap, edp, area, fps")
+    pa.add_argument("--y", default="error", help="error (default) or accuracy")
+    pa.add_argument("--constraint", action="append", default=[], help="draw a constraint line, e.g. 'latency <= 0.1ms'")
+    pa.add_argument("--out", default=None, help="output folder (default: the first RUN_DIR)")
+    pa.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    pa.set_defaults(func=cmd_pareto)
+
+    pl = sub.add_parser("plot", help="(re)draw a run's trajectory and accelerator plots")
+    pl.add_argument("run", metavar="RUN_DIR")
+    pl.set_defaults(func=cmd_plot)
+
+    rt = sub.add_parser("retrain", help="train a run's network from scratch and report its test accuracy")
+    rt.add_argument("run", metavar="RUN_DIR")
+    rt.add_argument("--epochs", type=int, default=None, help="default: the run's retrain_epochs (at least 1)")
+    rt.add_argument("--lr", type=float, default=None)
+    rt.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    rt.add_argument("--cache-dir", default=None)
+    rt.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    rt.set_defaults(func=cmd_retrain)
+
+    ex = sub.add_parser("export", help="export an accelerator and workload to Timeloop / ZigZag YAML")
+    ex.add_argument("run", nargs="?", metavar="RUN_DIR", help="a finished run folder")
+    ex.add_argument("--accelerator", "-a", default=None, help="instead of a run: accelerator name or YAML")
+    ex.add_argument("--workload", "-w", default=None, help="instead of a run: workload name or YAML")
+    ex.add_argument("--to", choices=("timeloop", "zigzag", "both"), default="both")
+    ex.add_argument("--out", "-o", default=None, help="output folder (default: RUN_DIR/export)")
+    ex.set_defaults(func=cmd_export)
+
+    de = sub.add_parser("demo", help="a small constrained co-exploration with baselines, a result table and a "
+                                     "Pareto plot (minutes on a CPU)")
+    de.add_argument("--out", "-o", default="runs/demo", help="output folder (default: runs/demo)")
+    de.add_argument("--jobs", "-j", type=int, default=2, help="runs in parallel (default: 2)")
+    de.add_argument("--quick", action="store_true", help="an even smaller budget (for tests)")
+    de.add_argument("--cache-dir", default=None)
+    de.set_defaults(func=cmd_demo)
 
     ls = sub.add_parser("list", help="list built-in workloads, accelerators and hardware spaces")
     ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces"))

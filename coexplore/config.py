@@ -19,7 +19,7 @@ from accelerators.io import read_yaml
 
 from .objectives import Objective
 
-METHODS = ("dance", "hdx", "nas-hw")
+METHODS = ("dance", "hdx", "nas-hw", "random", "evolution")
 PATH_MODES = ("gumbel", "binary", "darts")
 
 
@@ -65,6 +65,7 @@ class RunConfig:
 
     name: str = "search"  # run label
     method: str = "hdx"  # dance (soft penalty) | hdx (hard constraints) | nas-hw (FLOPs penalty, then HW)
+    #                      | random | evolution (NSGA-II): one-shot baselines on the same budget
     seed: int = 0  # seeds data split, initialisation and sampling
     search_space: str = "tiny-mnist"  # built-in name or YAML path
     hardware_space: str = "small"  # built-in name or YAML path
@@ -75,6 +76,7 @@ class RunConfig:
     warmup_epochs: int = 2  # weights-only epochs first
     steps_per_epoch: Optional[int] = None  # cap steps per epoch (None: one pass over the train split)
     path_mode: str = "gumbel"  # gumbel | binary | darts
+    hw_encoding: str = "expected"  # what the evaluator prices: expected (soft probabilities) | argmax (straight-through)
     tau0: float = 5.0  # initial Gumbel temperature
     tau_min: float = 0.5  # final Gumbel temperature (exponential schedule)
     w_lr: float = 0.05  # weight SGD learning rate (cosine)
@@ -84,6 +86,9 @@ class RunConfig:
     a_weight_decay: float = 0.0  # architecture Adam weight decay
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     repair: bool = True  # repair a final design that violates a constraint (hdx: always on)
+    baseline_budget: int = 48  # random / evolution: architectures scored (inherited accuracy + exact cost)
+    population: int = 16  # evolution: population size
+    joint_hw: bool = False  # evolution: the accelerator is a gene too (else chosen exactly per architecture)
     retrain_epochs: int = 0  # train the derived network from scratch afterwards (0: skip)
     retrain_lr: float = 0.05  # learning rate of the retraining
     progress: bool = True  # progress bars
@@ -94,6 +99,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         _check_choice("method", self.method, METHODS)
         _check_choice("path_mode", self.path_mode, PATH_MODES)
+        _check_choice("hw_encoding", self.hw_encoding, ("expected", "argmax"))
         _check_choice("evaluator.hw_mode", self.evaluator.hw_mode, ("argmax", "gumbel"))
         Objective.parse(self.objective)
         for name in ("epochs", "warmup_epochs", "retrain_epochs"):
@@ -223,12 +229,31 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str
         where = str(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a run config must be a YAML mapping")
+    if path is not None:
+        data = _resolve_relative(data, Path(path).resolve().parent)
     data = apply_overrides(data, overrides)
     try:
         return _build(RunConfig, data, "")
     except ConfigError as exc:
         msg = str(exc)
         raise ConfigError(f"{where}: {msg}" if not msg.startswith(where) else msg) from None
+
+
+def _resolve_relative(data: Dict[str, Any], base: Path) -> Dict[str, Any]:
+    """Paths inside a config file are relative to that file (when they exist there)."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+            return str(base / value)
+        return value
+
+    out = dict(data)
+    for key in ("search_space", "hardware_space"):
+        if isinstance(out.get(key), str) and out[key].endswith((".yaml", ".yml")):
+            out[key] = fix(out[key])
+    for section, key in (("data", "path"), ("evaluator", "path")):
+        if isinstance(out.get(section), dict) and out[section].get(key):
+            out[section] = {**out[section], key: fix(out[section][key])}
+    return out
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:

@@ -93,6 +93,21 @@ class Checkpointer(Callback):
         search.save_checkpoint()
 
 
+class PlotWriter(Callback):
+    """Writes the run's plots at the end: trajectories and the chosen accelerator."""
+
+    def on_end(self, search: "CoExplorer", result: Dict[str, Any]) -> None:
+        from accelerators import Accelerator
+
+        from .plots import plot_accelerator, plot_trajectories
+        try:
+            plot_trajectories(search.run_dir)
+            plot_accelerator(Accelerator.from_dict(result["accelerator"]), search.space.layers(result["architecture"]),
+                             search.run_dir / "plots" / "accelerator.png", formats=("png", "svg"))
+        except Exception as exc:  # noqa: BLE001 - a plot must never lose a finished result
+            logger.warning("could not write the run's plots: %s", exc)
+
+
 class ProgressLogger(Callback):
     """One log line per epoch (and tqdm bars inside epochs when enabled)."""
 
@@ -176,7 +191,7 @@ class CoExplorer:
         self.hw_space = get_hardware_space(cfg.hardware_space)
         self.table = CostTable(self.space, self.hw_space)
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
-        self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), *callbacks]
+        self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), PlotWriter(), *callbacks]
 
         self._seed_everything(cfg.seed)
         self.data = get_data(cfg.data.name, path=cfg.data.path, val_fraction=cfg.data.val_fraction, seed=cfg.seed,
@@ -242,6 +257,20 @@ class CoExplorer:
         return float(self.cfg.tau0 * (self.cfg.tau_min / self.cfg.tau0) ** min(1.0, k / n))
 
     # ---- the differentiable hardware cost -----------------------------------------------------
+    def hw_encoding(self) -> torch.Tensor:
+        """The encoding ``[D]`` the hardware cost sees: the soft probabilities (DANCE's expected
+        cost), or the argmax architecture with straight-through gradients (``hw_encoding:
+        argmax``), so that costs and constraints are those of the design that will be derived."""
+        probs = self.supernet.arch_encoding()
+        if self.cfg.hw_encoding == "expected":
+            return probs
+        parts = []
+        for lo, hi in zip(self.space.offsets[:-1], self.space.offsets[1:]):
+            p = probs[lo:hi]
+            hard = F.one_hot(p.detach().argmax(), hi - lo).to(p.dtype)
+            parts.append(hard - p.detach() + p)
+        return torch.cat(parts)
+
     def surrogate(self, enc: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The evaluator's costs of an encoding ``[D]`` (scalars), plus the normalised objective."""
         if self.evaluator is None:
@@ -264,7 +293,7 @@ class CoExplorer:
     def run_epoch(self) -> Dict[str, Any]:
         cfg, net = self.cfg, self.supernet
         epoch = self.epoch
-        warm = epoch < cfg.warmup_epochs
+        warm = epoch < cfg.warmup_epochs or cfg.method in ("random", "evolution")  # one-shot: weights only
         net.tau = self.tau_at(epoch)
         self.data.train.set_epoch(epoch)
         self.data.val.set_epoch(epoch)
@@ -321,7 +350,7 @@ class CoExplorer:
         net.train()
         logits = net(xv)
         ce = F.cross_entropy(logits, yv)
-        enc = net.arch_encoding()
+        enc = self.hw_encoding()
         out = self.surrogate(enc)
         cost = out["cost"]
         loss = ce + cfg.lam * cost
@@ -420,8 +449,7 @@ class CoExplorer:
             from search_spaces import evaluate_network
             row["val_acc_supernet"] = float(evaluate_network(self.supernet, self.data.val, self.device)["accuracy"])
         with torch.no_grad():
-            enc = self.supernet.arch_encoding()
-            out = self.surrogate(enc)
+            out = self.surrogate(self.hw_encoding())
             probs = [torch.softmax(p, -1) for p in self.supernet.arch_parameters()]
             row["entropy"] = float(torch.stack([-(q * q.clamp_min(1e-12).log()).sum() for q in probs]).mean())
         if self.evaluator is not None:
@@ -504,6 +532,9 @@ class CoExplorer:
     def finalize(self) -> Dict[str, Any]:
         """Derive, refine the accelerator exhaustively, repair if needed, retrain if asked; write result.json."""
         sample = self.supernet.derive()
+        baseline = None
+        if self.cfg.method in ("random", "evolution"):
+            sample, baseline = self._run_baseline()
         generated = None
         if self.evaluator is not None:
             generated = self.evaluator.predict_accelerator(self.supernet.arch_encoding().detach().cpu()
@@ -526,6 +557,9 @@ class CoExplorer:
             "status": "ok", "repairs": repaired, "checked_by": "analytical", "cost_model_version": COST_MODEL_VERSION,
             "feasibility": self.feasibility, "epochs": self.total_epochs,
         }
+        if baseline is not None:
+            result["baseline"] = {k: baseline[k] for k in ("evaluations", "budget", "stop_reason", "feasible_found",
+                                                          "cost_ref", "selection") if k in baseline}
         if not result["all_constraints_met"]:
             result["status"] = "constraints-violated"
         if self.cfg.retrain_epochs > 0:
@@ -535,6 +569,23 @@ class CoExplorer:
             result["accuracy_source"] = "retrained-test"
         write_json(self.run_dir / "result.json", _jsonable(result))
         return result
+
+    def _run_baseline(self) -> Tuple[Dict[str, str], Dict[str, Any]]:
+        """Random search or NSGA-II over the one-shot supernet (see :mod:`coexplore.baselines`)."""
+        import pandas as pd
+
+        from .baselines import evolution_search, random_search
+        rng = np.random.default_rng(self.cfg.seed)
+        if self.cfg.method == "random":
+            res = random_search(self, self.cfg.baseline_budget, rng)
+        else:
+            res = evolution_search(self, self.cfg.baseline_budget, rng, population=self.cfg.population,
+                                   joint_hw=self.cfg.joint_hw)
+        hist = [{"evaluation": r["evaluation"], "accuracy": r["accuracy"], "cost": r["cost"], "feasible": r["feasible"],
+                 **{f"arch_{k}": v for k, v in r["architecture"].items()},
+                 **{k: v for k, v in r["metrics"].items()}} for r in res["history"]]
+        atomic_write_text(self.run_dir / "baseline_history.csv", pd.DataFrame(hist).to_csv(index=False))
+        return res["best"], res
 
     def _repair(self, sample: Dict[str, str], v: Dict[str, Any]):
         """Greedy repair: move one block at a time to a cheaper candidate until some accelerator

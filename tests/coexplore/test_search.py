@@ -170,3 +170,12 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache):
     import pandas as pd
     ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
     pd.testing.assert_frame_equal(ma.drop(columns=["seconds"]), mb.drop(columns=["seconds"]))
+
+
+@pytest.mark.parametrize("method", ["random", "evolution"])
+def test_one_shot_baselines_run_through_the_same_interface(tmp_path, cache, method):
+    r = run_search(cfg(f"method={method}", "baseline_budget=6", "population=4", "constraints=[latency <= 0.08ms]"),
+                   tmp_path / method, cache_dir=cache)
+    assert r["method"] == method and r["baseline"]["evaluations"] <= 6
+    assert r["all_constraints_met"] and r["checked_by"] == "analytical"
+    assert (tmp_path / method / "baseline_history.csv").is_file()
