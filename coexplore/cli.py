@@ -354,6 +354,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# coexplore sweep
+# ---------------------------------------------------------------------------------------
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import Sweep, exit_code, run_sweep, summarize
+
+    sweep = Sweep.load(args.spec)
+    try:
+        df = run_sweep(sweep, args.out, jobs=args.jobs, backend=args.backend, resume=not args.no_resume,
+                       dry_run=args.dry_run, cache_dir=args.cache_dir, progress=not args.quiet,
+                       threads=args.threads, ray_address=args.ray_address)
+    except KeyboardInterrupt:
+        print("coexplore sweep: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if not args.dry_run:
+        df = summarize(args.out)
+    if args.format == "json":
+        print(df.to_json(orient="records", indent=2))
+    else:
+        _emit(df.to_dict(orient="records"), None, "table", title=f"sweep {sweep.name}: {len(df)} points")
+    return exit_code(df)
+
+
+# ---------------------------------------------------------------------------------------
 # coexplore demo
 # ---------------------------------------------------------------------------------------
 
@@ -452,6 +476,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "or ~/.cache/coexplore)")
     se.add_argument("--format", "-f", choices=("table", "json"), default="table")
     se.set_defaults(func=cmd_search)
+
+    sw = sub.add_parser("sweep", help="run a grid of searches (lambda, targets, objectives, seeds) in parallel",
+                        description="Run every point of a sweep spec (YAML: name, base, set, grid) as a search in "
+                                    "its own run folder, several at a time; rerunning resumes an interrupted sweep.")
+    sw.add_argument("spec", help="sweep YAML (see experiments/sweeps/)")
+    sw.add_argument("--out", "-o", required=True, help="sweep folder (one run folder per point)")
+    sw.add_argument("--jobs", "-j", type=int, default=2, help="points at once (default: 2)")
+    sw.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="local processes (default) or a Ray cluster (pip install 'coexplore[ray]')")
+    sw.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
+    sw.add_argument("--threads", type=int, default=None, help="CPU threads per point (default: cores / jobs)")
+    sw.add_argument("--dry-run", action="store_true", help="show what would run")
+    sw.add_argument("--no-resume", action="store_true", help="refuse a sweep folder that already holds runs")
+    sw.add_argument("--cache-dir", default=None)
+    sw.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    sw.set_defaults(func=cmd_sweep)
 
     pa = sub.add_parser("pareto", help="Pareto front of finished runs: CSV, PNG/SVG plot, hypervolume",
                         description="Collect result.json of run folders (or parents of run folders) and write the "

@@ -660,8 +660,10 @@ def run_sweep(sweep: Union[Sweep, PathLike], out_dir: PathLike, jobs: Optional[i
             sweep running in ``out_dir``, or Ray asked for but not installed.
         KeyboardInterrupt: after the running points were stopped and the statuses written.
     """
-    if not isinstance(sweep, Sweep):
-        sweep = Sweep.load(sweep)
+    if isinstance(sweep, Sweep):
+        sweep.validate()
+    else:
+        sweep = Sweep.load(sweep)  # validates
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r}: allowed values: {list(BACKENDS)}")
     if jobs is None or jobs < 1:
@@ -672,7 +674,6 @@ def run_sweep(sweep: Union[Sweep, PathLike], out_dir: PathLike, jobs: Optional[i
         threads = max(1, _cpu_count() // jobs) if jobs else 1
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
-    sweep.validate()
     points = sweep.points()
     out = Path(out_dir).resolve()
     if command_fn is None:
@@ -813,8 +814,8 @@ def _run_local(todo: Sequence[Point], ctx: _RunContext) -> None:
                 stopped = stop.is_set()
             if stopped:  # the sweep was interrupted between Popen and here
                 proc.terminate()
-            ctx.table.update(point.id, status="running", action="resumed" if ctx.table.get(point.id, "action") ==
-                             "resume" else "ran", started=_now(), note="")
+            again = ctx.table.get(point.id, "action") == "resume"
+            ctx.table.update(point.id, status="running", action="resumed" if again else "ran", started=_now(), note="")
 
         if stop.is_set():
             return {"status": "pending"}

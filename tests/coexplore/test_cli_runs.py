@@ -86,3 +86,15 @@ def test_demo_quick(tmp_path, capsys):
     r = json.loads((tmp_path / "demo" / "hdx" / "result.json").read_text())
     assert r["all_constraints_met"], "HDX must meet its constraint (checked by the analytical model)"
     assert "hdx" in out
+
+
+def test_sweep_command_dry_run_and_errors(tmp_path, capsys):
+    from pathlib import Path
+    spec = Path(__file__).resolve().parents[2] / "experiments" / "sweeps" / "quickstart-lambda.yaml"
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "sw"), "--dry-run", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 6 and {r["action"] for r in rows} == {"would run"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {lam: [-1]}\n")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "sw2")]) == 2
+    assert "lam must be >= 0" in capsys.readouterr().err

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from accelerators import ConfigError
 from coexplore.config import load_config
