@@ -374,7 +374,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(df.to_json(orient="records", indent=2))
     else:
         _emit(df.to_dict(orient="records"), None, "table", title=f"sweep {sweep.name}: {len(df)} points")
-    return exit_code(df)
+    return 0 if args.dry_run else exit_code(df)
 
 
 # ---------------------------------------------------------------------------------------
