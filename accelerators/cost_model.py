@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -548,7 +548,7 @@ class Explanation:
             f"layer {l.name or l.kind}: {l.kind} N={l.N} K={l.K} C={l.C} R={l.R} S={l.S} P={l.P} Q={l.Q} "
             f"stride={l.stride} groups={l.groups}  ({l.macs:,} MACs)",
             f"accelerator {acc.name or ''} {acc.short()}",
-            f"spatial: " + ", ".join(f"{k}={v}" for k, v in self.spatial.items() if v > 1)
+            "spatial: " + ", ".join(f"{k}={v}" for k, v in self.spatial.items() if v > 1)
             + f"  -> {self.used_pes}/{self.num_pes} PEs busy",
             "RF: " + ", ".join(f"{k}={v}" for k, v in self.rf_allocation.items()),
             "GLB tile: " + ", ".join(f"{k}={v}" for k, v in self.glb_tile.items()),

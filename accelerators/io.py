@@ -40,6 +40,31 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def to_jsonable(o: Any) -> Any:
+    """Plain JSON types from numpy scalars/arrays, tuples, paths, records with ``to_dict`` and
+    non-finite floats (as ``None``)."""
+    import math
+
+    import numpy as np
+    if isinstance(o, Mapping):
+        return {str(k): to_jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [to_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return to_jsonable(o.tolist())
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        o = float(o)
+    if isinstance(o, os.PathLike):
+        return str(o)
+    if hasattr(o, "to_dict"):
+        return to_jsonable(o.to_dict())
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
 def write_yaml(path: PathLike, data: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -51,17 +50,11 @@ def _emit(rows: List[Dict[str, Any]], totals: Optional[Dict[str, Any]], fmt: str
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    if isinstance(o, os.PathLike):
-        return str(o)
-    raise TypeError(f"cannot serialise {type(o).__name__}")
+    from accelerators.io import to_jsonable
+    out = to_jsonable(o)
+    if out is o:
+        raise TypeError(f"cannot serialise {type(o).__name__}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -220,7 +213,7 @@ def _print_result(result: Dict[str, Any], out, fmt: str) -> None:
     m = result["metrics"]
     acc = result["accelerator"]
     print(f"run folder: {out}")
-    print(f"architecture: " + ", ".join(f"{k}={v}" for k, v in result["architecture"].items()))
+    print("architecture: " + ", ".join(f"{k}={v}" for k, v in result["architecture"].items()))
     print(f"accelerator:  {acc['pe_x']}x{acc['pe_y']} PEs, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
           f"GLB {acc['glb_bytes'] // 1024} KB")
     print(f"accuracy {100 * m['accuracy']:.2f}% ({result['accuracy_source']}), latency {m['latency_s'] * 1e3:.4g} ms "

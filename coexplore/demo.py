@@ -7,10 +7,9 @@ It is what the README's first command runs; it takes a few minutes on two CPU co
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from accelerators.io import atomic_write_text
 
@@ -97,18 +96,12 @@ def run_demo(out: Union[str, Path] = "runs/demo", jobs: int = 2, quick: bool = F
     df = pd.DataFrame(rows)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     table_txt = df.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    atomic_write_text(out / "results.md", "# coexplore demo\n\n" + df.to_markdown(index=False)
-                      if _has_tabulate() else table_txt + "\n")
+    md = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    md += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+           for row in df.itertuples(index=False)]
+    atomic_write_text(out / "results.md", "# coexplore demo\n\n" + "\n".join(md) + "\n")
     par = write_pareto([out / name for name, _ in runs], out, x="latency", y="error",
                        constraints={"latency": [float(DEMO_CONSTRAINT.split("<=")[1].strip()[:-2]) * 1e-3]})
     hdx = next(r for (name, _), r in zip(runs, results) if name == "hdx")
     return {"table": table_txt, "csv": str(out / "results.csv"), "pareto_png": str(par["paths"]["png"]),
             "pareto": par, "hdx_met": bool(hdx["all_constraints_met"]), "results": results}
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-        return True
-    except ImportError:
-        return False

@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-from accelerators import ConfigError, HardwareSpace
+from accelerators import ConfigError
 from accelerators.io import atomic_write_bytes
 
 from .objectives import Objective

@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import io
 import logging
-import math
-import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -42,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from accelerators import ConfigError, get_hardware_space
-from accelerators.io import atomic_write_bytes, atomic_write_text, write_json
+from accelerators.io import atomic_write_bytes, atomic_write_text, to_jsonable, write_json
 from accelerators.technology import COST_MODEL_VERSION
 
 from .config import RunConfig
@@ -412,16 +409,21 @@ class CoExplorer:
             self.data.train.set_epoch(self.epoch)
         return float(res["accuracy"])
 
+    def _violation(self, lat: np.ndarray, en: np.ndarray, area: np.ndarray) -> np.ndarray:
+        """``[A]`` total normalised violation (sum of positive ``g / bound``) per accelerator."""
+        vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
+        viol = np.zeros_like(lat)
+        for c in self.constraints:
+            viol = viol + np.maximum(0.0, c.normalized_g(vals[c.metric]))
+        return viol
+
     def verify(self, sample: Dict[str, str]) -> Dict[str, Any]:
         """Exact analytical check of an architecture: the best accelerator of the hardware space
         for the objective among those meeting every constraint (or, when none does, the one
         with the least total normalised violation)."""
         lat, en, area = (np.asarray(v)[0] for v in self.table.metrics(self.space.encode(sample)))
         score = self.objective(lat, en, area)
-        vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
-        viol = np.zeros_like(lat)
-        for c in self.constraints:
-            viol = viol + np.maximum(0.0, c.normalized_g(vals[c.metric]))
+        viol = self._violation(lat, en, area)
         feasible = viol <= 0
         if feasible.any():
             idx = int(np.argmin(np.where(feasible, score, np.inf)))
@@ -567,7 +569,7 @@ class CoExplorer:
             result["metrics"]["accuracy"] = result["retrain"]["test_accuracy"]
             result["metrics"]["error"] = 1.0 - result["retrain"]["test_accuracy"]
             result["accuracy_source"] = "retrained-test"
-        write_json(self.run_dir / "result.json", _jsonable(result))
+        write_json(self.run_dir / "result.json", to_jsonable(result))
         return result
 
     def _run_baseline(self) -> Tuple[Dict[str, str], Dict[str, Any]]:
@@ -600,11 +602,7 @@ class CoExplorer:
 
         def violation(s: Dict[str, str]) -> float:
             lat, en, area = (np.asarray(x)[0] for x in self.table.metrics(self.space.encode(s)))
-            vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
-            viol = np.zeros_like(lat)
-            for c in self.constraints:
-                viol = viol + np.maximum(0.0, c.normalized_g(vals[c.metric]))
-            return float(viol.min())
+            return float(self._violation(lat, en, area).min())
 
         cur_v = violation(current)
         for _ in range(10 * len(self.space.blocks)):
@@ -670,24 +668,6 @@ def _py_state():
 
 def _py_unstate(s):
     return (s[0], tuple(s[1]), s[2])
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if hasattr(o, "to_dict"):
-        return _jsonable(o.to_dict())
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
 
 
 def run_search(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,

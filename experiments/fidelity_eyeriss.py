@@ -17,8 +17,6 @@ Usage: python experiments/fidelity_eyeriss.py
 
 from __future__ import annotations
 
-import numpy as np
-
 from accelerators import get_accelerator
 from accelerators.cost_model import AnalyticalModel
 from accelerators.networks import get_workload

@@ -1,6 +1,5 @@
 """Every python snippet of the README's tutorial runs, in order, in a scratch folder."""
 
-import os
 import re
 import shutil
 from pathlib import Path

@@ -7,7 +7,7 @@ from accelerators import Accelerator, ConfigError, get_accelerator, get_hardware
 from accelerators.cost_model import AnalyticalModel, evaluate, explain
 from accelerators.networks import get_workload, list_workloads
 from accelerators.technology import DEFAULT_TECH
-from accelerators.workload import Layer, conv, depthwise, linear
+from accelerators.workload import conv, depthwise, linear
 
 FAST_MEM = dict(dram_bw=1e6, glb_bw=1e6)  # make bandwidth irrelevant in hand-worked compute examples
 
