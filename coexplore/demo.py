@@ -78,12 +78,28 @@ def run_demo(out: Union[str, Path] = "runs/demo", jobs: int = 2, quick: bool = F
     get_evaluator(first, table, Path(cache_dir) if cache_dir else None, progress=progress)
     tasks = [(name, ov, str(out / name), str(cache_dir) if cache_dir else None) for name, ov in runs]
     logger.info("demo: %d runs, %d at a time, into %s", len(tasks), jobs, out)
+    def done(i: int, r: Dict[str, Any], n: List[int]) -> None:
+        n[0] += 1
+        m = r["metrics"]
+        logger.info("demo: %s finished (%d/%d): accuracy %.1f%%, latency %.4g ms, constraints %s", tasks[i][0], n[0],
+                    len(tasks), 100 * m["accuracy"], 1e3 * m["latency_s"],
+                    "met" if r["all_constraints_met"] else "VIOLATED")
+
+    count = [0]
+    results: List[Dict[str, Any]] = [{} for _ in tasks]
     if jobs <= 1:
-        results = [_one(t) for t in tasks]
+        for i, t in enumerate(tasks):
+            results[i] = _one(t)
+            done(i, results[i], count)
     else:
         import multiprocessing as mp
+        from concurrent.futures import as_completed
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_one, tasks))
+            futures = {pool.submit(_one, t): i for i, t in enumerate(tasks)}
+            for f in as_completed(futures):
+                i = futures[f]
+                results[i] = f.result()
+                done(i, results[i], count)
     rows = []
     for (name, _), r in zip(runs, results):
         m = r["metrics"]
