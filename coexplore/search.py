@@ -172,7 +172,7 @@ class CoExplorer:
 
     def __init__(self, cfg: RunConfig, run_dir: Union[str, Path], callbacks: Sequence[Callback] = (),
                  cache_dir: Optional[Union[str, Path]] = None) -> None:
-        from search_spaces import Supernet, get_search_space
+        from search_spaces import Supernet, TemperatureSchedule, get_search_space
         from search_spaces.data import get_data
 
         self.cfg = cfg
@@ -201,6 +201,7 @@ class CoExplorer:
                 f"{tuple(self.data.input_shape)}, but search space {self.space.name!r} expects {self.space.num_classes} "
                 f"classes and inputs {(self.space.input_channels, self.space.resolution, self.space.resolution)}")
         self.supernet = Supernet(self.space, mode=cfg.path_mode, tau=cfg.tau0).to(self.device)
+        self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.epochs)
         self.evaluator: Optional[Evaluator] = None
         if cfg.method in ("dance", "hdx"):
             self.evaluator = get_evaluator(cfg, self.table, self.cache_dir, progress=cfg.progress).to(self.device)
@@ -248,10 +249,8 @@ class CoExplorer:
         return float(self.fixed_macs + float(uniform @ self.cand_macs))
 
     def tau_at(self, epoch: int) -> float:
-        """Exponential decay from tau0 to tau_min over the search epochs."""
-        k = max(0, epoch - self.cfg.warmup_epochs)
-        n = max(1, self.cfg.epochs - 1)
-        return float(self.cfg.tau0 * (self.cfg.tau_min / self.cfg.tau0) ** min(1.0, k / n))
+        """Exponential decay from tau0 to tau_min over the search epochs (FBNet/DANCE schedule)."""
+        return self.tau_schedule(max(0, epoch - self.cfg.warmup_epochs))
 
     # ---- the differentiable hardware cost -----------------------------------------------------
     def hw_encoding(self) -> torch.Tensor:
@@ -539,9 +538,7 @@ class CoExplorer:
             sample, baseline = self._run_baseline()
         generated = None
         if self.evaluator is not None:
-            generated = self.evaluator.predict_accelerator(self.supernet.arch_encoding().detach().cpu()
-                                                           if self.device.type == "cpu" else
-                                                           self.supernet.arch_encoding().detach())
+            generated = self.evaluator.predict_accelerator(self.hw_encoding().detach())
         v = self.verify(sample)
         repaired: List[Dict[str, str]] = []
         if not v["feasible"] and len(self.constraints) and (self.cfg.repair or self.cfg.method == "hdx"):
