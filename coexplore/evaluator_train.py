@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from accelerators import ConfigError
 
 from .evaluator import Evaluator
-from .evaluator_data import EvaluatorDataset, random_onehot_encodings, random_soft_encodings
+from .evaluator_data import EvaluatorDataset, generate_dataset, random_onehot_encodings, random_soft_encodings
 from .objectives import Objective
 from .pricing import CostTable
 
@@ -283,7 +283,7 @@ def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", 
     t0 = time.perf_counter()
     table = CostTable(space, hardware)
     t_table = time.perf_counter() - t0
-    ds = __import__("coexplore.evaluator_data", fromlist=["generate_dataset"]).generate_dataset(
+    ds = generate_dataset(
         table, objective, num_arch=num_arch, soft_fraction=soft_fraction, pairs_per_arch=pairs_per_arch,
         seed=cfg.seed, cache_dir=cache_dir, progress=progress)
     t1 = time.perf_counter()
