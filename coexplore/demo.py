@@ -15,9 +15,10 @@ from accelerators.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-#: The constraint of the demo: well inside the space (the fastest design takes ~0.039 ms,
-#: the slowest ~0.24 ms), so it binds for accurate architectures.
-DEMO_CONSTRAINT = "latency <= 0.07ms"
+#: The constraint of the demo: reachable (the fastest design of the joint space takes
+#: ~0.039 ms, the slowest ~0.24 ms) but tight enough that accurate architectures must trade:
+#: soft penalties land on either side of it depending on lambda, HDX must land inside.
+DEMO_CONSTRAINT = "latency <= 0.05ms"
 
 
 def demo_runs(quick: bool = False) -> List[Tuple[str, List[str]]]:

@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -121,17 +121,33 @@ def random_onehot_encodings(space, n: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
+def constrained_score(lat: np.ndarray, en: np.ndarray, area: np.ndarray, objective: Objective, constraints) -> np.ndarray:
+    """``[n, A]`` objective with every pair that misses a constraint set to ``inf``; in rows where
+    no accelerator meets them all, only the least-violating accelerators keep their objective."""
+    score = np.array(objective(lat, en, area), dtype=np.float64)
+    if not len(constraints):
+        return score
+    vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
+    viol = sum(np.maximum(0.0, c.normalized_g(vals[c.metric])) for c in constraints)
+    out = np.where(viol > 0, np.inf, score)
+    none = ~np.isfinite(out).any(axis=1)
+    least = viol[none] <= viol[none].min(axis=1, keepdims=True)
+    out[none] = np.where(least, score[none], np.inf)
+    return out
+
+
 def dataset_key(table: CostTable, objective: Objective, num_arch: int, soft_fraction: float,
-                pairs_per_arch: int, seed: int) -> str:
+                pairs_per_arch: int, seed: int, constraints: Sequence[str] = ()) -> str:
     blob = json.dumps({"format": DATASET_FORMAT, **table.key(), "objective": objective.key(), "n": num_arch,
-                       "soft": soft_fraction, "pairs": pairs_per_arch, "seed": seed}, sort_keys=True)
+                       "soft": soft_fraction, "pairs": pairs_per_arch, "seed": seed,
+                       **({"constraints": sorted(constraints)} if constraints else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap", num_arch: int = 50_000,
                      soft_fraction: float = 0.5, pairs_per_arch: int = 36, seed: int = 0,
                      cache_dir: Optional[Union[str, Path]] = None, use_cache: bool = True,
-                     progress: bool = True, chunk: int = 4096) -> EvaluatorDataset:
+                     progress: bool = True, chunk: int = 4096, constraints: Sequence[str] = ()) -> EvaluatorDataset:
     """Sample architectures, price them on the whole hardware space, label, and cache.
 
     Args:
@@ -148,6 +164,10 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
         use_cache: read and write the cache.
         progress: show a progress bar.
         chunk: architectures priced per matrix product.
+        constraints: hard constraints (e.g. ``["latency <= 2ms"]``): the label is then the best
+            accelerator *among those meeting them* (the least-violating one when none does), as
+            HDX's final refinement chooses, so that the generator predicts the hardware a
+            constrained search will really get.
     """
     objective = Objective.parse(objective)
     if table.hardware is None:
@@ -158,7 +178,9 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
         raise ConfigError(f"soft_fraction must be in [0, 1], got {soft_fraction}")
     if pairs_per_arch < 1:
         raise ConfigError(f"pairs_per_arch must be >= 1, got {pairs_per_arch}")
-    key = dataset_key(table, objective, num_arch, soft_fraction, pairs_per_arch, seed)
+    from .constraints import ConstraintSet
+    cons = ConstraintSet.parse(list(constraints))
+    key = dataset_key(table, objective, num_arch, soft_fraction, pairs_per_arch, seed, cons.to_list())
     path = Path(cache_dir or default_cache_dir()) / "evaluator-data" / f"{key}.npz"
     if use_cache and path.is_file():
         logger.info("evaluator dataset: cache hit %s", path)
@@ -183,7 +205,7 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
     for lo in range(0, num_arch, chunk):
         hi = min(num_arch, lo + chunk)
         lat, en, area = table.metrics(enc[lo:hi])
-        score = objective(lat, en, area)
+        score = constrained_score(lat, en, area, objective, cons)
         b = np.argmin(score, axis=1)
         best[lo:hi] = b
         best_score[lo:hi] = score[np.arange(hi - lo), b]
@@ -203,7 +225,8 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
     elapsed = time.perf_counter() - t0
     n_pairs_priced = num_arch * A
     meta = {"format": DATASET_FORMAT, **table.key(), "search_space_name": space.name, "hardware_space_name": hw.name,
-            "objective": objective.key(), "objective_spec": objective.to_spec(), "num_arch": num_arch, "soft_fraction": soft_fraction,
+            "objective": objective.key(), "objective_spec": objective.to_spec(), "constraints": cons.to_list(),
+            "num_arch": num_arch, "soft_fraction": soft_fraction,
             "pairs_per_arch": k, "seed": seed, "seconds": elapsed,
             "arch_per_s": num_arch / max(elapsed, 1e-9), "pairs_priced_per_s": n_pairs_priced / max(elapsed, 1e-9)}
     ds = EvaluatorDataset(enc=enc, soft=soft, best=best, best_params=grid[best].astype(np.int64),

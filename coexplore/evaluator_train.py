@@ -22,7 +22,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from accelerators import ConfigError
 
 from .evaluator import Evaluator
-from .evaluator_data import EvaluatorDataset, generate_dataset, random_onehot_encodings, random_soft_encodings
+from .constraints import ConstraintSet
+from .evaluator_data import (EvaluatorDataset, constrained_score, generate_dataset, random_onehot_encodings,
+                             random_soft_encodings)
 from .objectives import Objective
 from .pricing import CostTable
 
@@ -105,7 +107,7 @@ def train_evaluator(ds: EvaluatorDataset, table: CostTable, cfg: TrainConfig = T
     torch.manual_seed(cfg.seed)
     hw = table.hardware
     meta = {k: ds.meta[k] for k in ("search_space", "hardware_space", "cost_model", "objective", "objective_spec",
-                                    "search_space_name", "hardware_space_name")}
+                                    "constraints", "search_space_name", "hardware_space_name")}
     ev = Evaluator(ds.enc.shape[1], hw, cfg.width, cfg.blocks, meta=meta)
     split = _split(ds.num_arch, cfg)
     enc = torch.as_tensor(ds.enc, dtype=torch.float32)
@@ -174,7 +176,8 @@ def _mape(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def score_evaluator(ev: Evaluator, table: CostTable, enc: np.ndarray, objective: Union[str, Objective],
-                    pair_acc: Optional[np.ndarray] = None, soft: Optional[np.ndarray] = None) -> Dict[str, Any]:
+                    pair_acc: Optional[np.ndarray] = None, soft: Optional[np.ndarray] = None,
+                    constraints: Sequence[str] = ()) -> Dict[str, Any]:
     """Score an evaluator on architectures ``enc [n, D]`` against the analytical model.
 
     Args:
@@ -186,7 +189,7 @@ def score_evaluator(ev: Evaluator, table: CostTable, enc: np.ndarray, objective:
     hw = table.hardware
     n = enc.shape[0]
     lat, en, area = table.metrics(enc)  # [n, A]
-    score = objective(lat, en, area)
+    score = constrained_score(lat, en, area, objective, ConstraintSet.parse(list(constraints)))
     best = np.argmin(score, axis=1)
     truth = hw.index_grid()[best]  # [n, P]
     x = torch.as_tensor(enc, dtype=torch.float32)
@@ -271,7 +274,8 @@ def time_search_step(ev: Evaluator, objective: Union[str, Objective] = "edap", r
 
 def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", out=None, num_arch: int = 50_000,
                     pairs_per_arch: int = 36, soft_fraction: float = 0.5, cfg: TrainConfig = TrainConfig(),
-                    cache_dir=None, progress: bool = True, report_arch: int = 5000) -> Dict[str, Any]:
+                    cache_dir=None, progress: bool = True, report_arch: int = 5000,
+                    constraints: Sequence[str] = ()) -> Dict[str, Any]:
     """Generate data, train, score on fresh architectures and (optionally) save.
 
     Returns:
@@ -285,12 +289,12 @@ def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", 
     t_table = time.perf_counter() - t0
     ds = generate_dataset(
         table, objective, num_arch=num_arch, soft_fraction=soft_fraction, pairs_per_arch=pairs_per_arch,
-        seed=cfg.seed, cache_dir=cache_dir, progress=progress)
+        seed=cfg.seed, cache_dir=cache_dir, progress=progress, constraints=constraints)
     t1 = time.perf_counter()
     ev = train_evaluator(ds, table, cfg, progress=progress)
     t_train = time.perf_counter() - t1
     enc, soft = fresh_encodings(space, report_arch, seed=cfg.seed + 1000, soft_fraction=soft_fraction)
-    report = score_evaluator(ev, table, enc, objective, soft=soft)
+    report = score_evaluator(ev, table, enc, objective, soft=soft, constraints=constraints)
     report.update({
         "search_space": space.name, "hardware_space": hardware.name, "hardware_space_size": hardware.size,
         "cost_table_seconds": t_table, "cost_table_layers": table.num_layers_priced,

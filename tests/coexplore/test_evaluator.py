@@ -226,3 +226,23 @@ def test_cli_evaluator_build_and_report(tmp_path, capsys):
     assert "hw_generation_accuracy_pct" in json.loads(capsys.readouterr().out)
     rc = main(["evaluator", "build", "--out", str(tmp_path / "x.bin")])
     assert rc == 2
+
+
+def test_constrained_labels_meet_the_constraint(table, tmp_path):
+    # HDX's generator learns the hardware its refinement will choose: the best one that meets
+    # the constraints (the least-violating one where none does)
+    ds = generate_dataset(table, "edap", num_arch=300, pairs_per_arch=4, cache_dir=tmp_path, progress=False,
+                          constraints=["latency <= 0.06ms"])
+    lat, en, area = table.metrics(ds.enc)
+    rows = np.arange(ds.num_arch)
+    chosen = lat[rows, ds.best]
+    feasible_any = (lat <= 0.06e-3).any(axis=1)
+    assert np.all(chosen[feasible_any] <= 0.06e-3)
+    assert np.allclose(chosen[~feasible_any], lat[~feasible_any].min(axis=1))
+    edap = lat * en * area
+    ok = np.where(lat <= 0.06e-3, edap, np.inf)
+    np.testing.assert_array_equal(ds.best[feasible_any], ok.argmin(axis=1)[feasible_any])
+    assert ds.meta["constraints"] == ["latency <= 0.06ms"]
+    unconstrained = generate_dataset(table, "edap", num_arch=300, pairs_per_arch=4, cache_dir=tmp_path,
+                                     progress=False)
+    assert not np.array_equal(unconstrained.best, ds.best)
