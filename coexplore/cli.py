@@ -145,7 +145,8 @@ def cmd_evaluator_build(args: argparse.Namespace) -> int:
     cfg = TrainConfig(width=args.width, blocks=args.blocks, max_epochs_generator=args.epochs_generator,
                       max_epochs_estimator=args.epochs_estimator, seed=args.seed)
     res = build_evaluator(space, hw, objective, out=out, num_arch=args.num_arch, pairs_per_arch=args.pairs_per_arch,
-                          cfg=cfg, cache_dir=args.cache_dir, progress=not args.quiet, report_arch=args.report_arch)
+                          cfg=cfg, cache_dir=args.cache_dir, progress=not args.quiet, report_arch=args.report_arch,
+                          constraints=args.constraint)
     _write_report(out, res["report"], report_to_markdown(res["report"]), args.format)
     return 0
 
@@ -164,7 +165,8 @@ def cmd_evaluator_report(args: argparse.Namespace) -> int:
     table = CostTable(space, probe.hw_space)
     ev = Evaluator.load(args.path, expect=table.key())
     enc, soft = fresh_encodings(space, args.num_arch, seed=args.seed)
-    report = score_evaluator(ev, table, enc, Objective.parse(meta.get("objective_spec", "edap")), soft=soft)
+    report = score_evaluator(ev, table, enc, Objective.parse(meta.get("objective_spec", "edap")), soft=soft,
+                             constraints=meta.get("constraints") or [])
     report.update({"search_space": space.name, "hardware_space": probe.hw_space.name})
     md = report_to_markdown(report)
     if args.format == "json":
@@ -437,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--hardware", default="default", help="hardware space name or YAML (default: default)")
     b.add_argument("--objective", default="edap", help="edap (default), edp, latency, energy or area")
     b.add_argument("--out", required=True, help="checkpoint path, ending in .pt")
+    b.add_argument("--constraint", action="append", default=[],
+                   help="label the best accelerator among those meeting this constraint (for HDX runs), "
+                        "e.g. 'fps >= 60'; repeatable")
     b.add_argument("--num-arch", type=int, default=50_000, help="sampled architectures (DANCE: 50k)")
     b.add_argument("--pairs-per-arch", type=int, default=36, help="(architecture, accelerator) pairs per architecture")
     b.add_argument("--epochs-generator", type=int, default=40)

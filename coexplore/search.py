@@ -139,7 +139,13 @@ def get_evaluator(cfg: RunConfig, table: CostTable, cache_dir: Optional[Path] = 
 
     expect = table.key()
     if cfg.evaluator.path:
-        return Evaluator.load(cfg.evaluator.path, expect=expect)
+        ev = Evaluator.load(cfg.evaluator.path, expect=expect)
+        if cfg.method == "hdx" and sorted(ev.meta.get("constraints") or []) != sorted(cfg.constraints):
+            logger.warning("evaluator %s was trained for constraints %s, this HDX run has %s: its generated hardware "
+                           "may differ from the constrained choice (build one with `coexplore evaluator build "
+                           "--constraint ...`); the per-epoch calibration will compensate only in part",
+                           cfg.evaluator.path, ev.meta.get("constraints") or [], list(cfg.constraints))
+        return ev
     import hashlib
     import json
 
