@@ -34,7 +34,7 @@ from .pricing import CostTable
 
 logger = logging.getLogger(__name__)
 
-DATASET_FORMAT = 1
+DATASET_FORMAT = 2  # 2: labels may be constraint-aware; meta holds the constraints
 
 
 def default_cache_dir() -> Path:

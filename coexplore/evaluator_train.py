@@ -107,7 +107,8 @@ def train_evaluator(ds: EvaluatorDataset, table: CostTable, cfg: TrainConfig = T
     torch.manual_seed(cfg.seed)
     hw = table.hardware
     meta = {k: ds.meta[k] for k in ("search_space", "hardware_space", "cost_model", "objective", "objective_spec",
-                                    "constraints", "search_space_name", "hardware_space_name")}
+                                    "search_space_name", "hardware_space_name")}
+    meta["constraints"] = list(ds.meta.get("constraints") or [])
     ev = Evaluator(ds.enc.shape[1], hw, cfg.width, cfg.blocks, meta=meta)
     split = _split(ds.num_arch, cfg)
     enc = torch.as_tensor(ds.enc, dtype=torch.float32)
