@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -27,15 +26,7 @@ from accelerators import get_hardware_space
 from accelerators.cost_model import AnalyticalModel
 from accelerators.io import atomic_write_text
 from accelerators.networks import get_workload
-
-
-def _median(fn, repeats: int) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from bench_cost_model import _median_time as _median  # same folder: the one timing helper of the benchmarks
 
 
 def cost_model_rows(repeats: int):
