@@ -170,10 +170,7 @@ def dance_rs() -> Accelerator:
 
 def get_accelerator(name_or_path: str) -> Accelerator:
     """A built-in accelerator by name, or one loaded from a YAML file path."""
-    s = str(name_or_path)
-    if s.endswith((".yaml", ".yml")):
-        return load_accelerator(s)
-    return ACCELERATORS.get(s)()
+    return ACCELERATORS.build(name_or_path, load_accelerator)
 
 
 def list_accelerators():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import warnings
-from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,14 @@ class Registry(Generic[T]):
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}.{hint}")
         return self._entries[key]
+
+    def build(self, name_or_path: str, load_file: Callable[[str], Any]) -> Any:
+        """A built-in entry by name (its constructor called with no arguments), or
+        ``load_file(path)`` when ``name_or_path`` ends in ``.yaml`` / ``.yml``."""
+        s = str(name_or_path)
+        if s.endswith((".yaml", ".yml")):
+            return load_file(s)
+        return self.get(s)()
 
     def names(self) -> List[str]:
         return sorted(self._entries)

@@ -25,6 +25,9 @@ from .registry import Registry
 _ACC_FIELDS = tuple(f.name for f in fields(Accelerator) if f.name != "name")
 SEARCHABLE = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")
 
+#: PE-array sizes (per axis) of DANCE's space.
+DANCE_PE = [6, 8, 10, 12, 14, 16, 20, 24, 32]
+
 #: Fixed values of the default DANCE-style space (Eyeriss' 108 KB buffer and 16-bit words).
 DEFAULT_BASE = dict(glb_bytes=108 * 1024, clock_hz=200e6, dram_bw=16.0, glb_bw=64.0, word_bits=16)
 
@@ -222,8 +225,7 @@ def default_space() -> HardwareSpace:
 
     9 x 9 x 4 x 3 = 972 points; it holds both of DANCE's picks (16x16/16 B/WS, 12x8/32 B/RS).
     """
-    pe = [6, 8, 10, 12, 14, 16, 20, 24, 32]
-    return HardwareSpace({"pe_x": pe, "pe_y": pe, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS)},
+    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS)},
                          DEFAULT_BASE, name="default")
 
 
@@ -237,18 +239,14 @@ def small_space() -> HardwareSpace:
 @HARDWARE_SPACES.register("extended")
 def extended_space() -> HardwareSpace:
     """The default space plus searched global-buffer size and DRAM bandwidth (972 x 3 x 2 points)."""
-    pe = [6, 8, 10, 12, 14, 16, 20, 24, 32]
     fixed = {k: v for k, v in DEFAULT_BASE.items() if k not in ("glb_bytes", "dram_bw")}
-    return HardwareSpace({"pe_x": pe, "pe_y": pe, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS),
+    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS),
                           "glb_bytes": [54 * 1024, 108 * 1024, 216 * 1024], "dram_bw": [8.0, 16.0]},
                          fixed, name="extended")
 
 
 def get_hardware_space(name_or_path: str) -> HardwareSpace:
-    s = str(name_or_path)
-    if s.endswith((".yaml", ".yml")):
-        return HardwareSpace.load(s)
-    return HARDWARE_SPACES.get(s)()
+    return HARDWARE_SPACES.build(name_or_path, HardwareSpace.load)
 
 
 def list_hardware_spaces() -> List[str]:

@@ -159,15 +159,15 @@ def cmd_evaluator_report(args: argparse.Namespace) -> int:
     from .objectives import Objective
     from .pricing import CostTable
 
-    probe = Evaluator.load(args.path)
-    meta = probe.meta
+    ev = Evaluator.load(args.path)
+    meta = ev.meta
     space = get_search_space(args.space or meta.get("search_space_name", ""))
-    table = CostTable(space, probe.hw_space)
-    ev = Evaluator.load(args.path, expect=table.key())
+    table = CostTable(space, ev.hw_space)
+    ev.check_provenance(table.key(), where=args.path)
     enc, soft = fresh_encodings(space, args.num_arch, seed=args.seed)
     report = score_evaluator(ev, table, enc, Objective.parse(meta.get("objective_spec", "edap")), soft=soft,
                              constraints=meta.get("constraints") or [])
-    report.update({"search_space": space.name, "hardware_space": probe.hw_space.name})
+    report.update({"search_space": space.name, "hardware_space": ev.hw_space.name})
     md = report_to_markdown(report)
     if args.format == "json":
         print(json.dumps(report, indent=2, default=_json_default))

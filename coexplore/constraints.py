@@ -34,7 +34,7 @@ import math
 import re
 from collections.abc import Sequence as _SequenceABC
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -331,27 +331,6 @@ def _unreachable(c: Constraint, value: float, where: str = "in this space", extr
             + _LEAST_PHRASE[c.metric].format(where=where, v=sv))
 
 
-def _per_acc_min(table, cand: np.ndarray, fixed: np.ndarray, accs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Least total cost on each accelerator of ``accs`` and the choices attaining it.
-
-    Returns:
-        ``[A']`` totals and ``[B, A']`` the chosen candidate index within each block.
-    """
-    total = fixed[accs].copy()
-    choice = []
-    cols = np.arange(len(accs))
-    for lo, hi in zip(table.space.offsets[:-1], table.space.offsets[1:]):
-        sub = cand[lo:hi][:, accs]
-        idx = np.argmin(sub, axis=0)
-        total = total + sub[idx, cols]
-        choice.append(idx)
-    return total, np.asarray(choice, dtype=np.int64).reshape(len(choice), len(accs))
-
-
-def _arch(table, choice: Sequence[int]) -> Dict[str, str]:
-    return {b.label: b.candidates[int(i)] for b, i in zip(table.space.blocks, choice)}
-
-
 def _design(table, arch: Dict[str, str], a: int) -> Dict[str, Any]:
     """A witness design priced exactly by the table (not by the running sums)."""
     lat, en, area = table.metrics(table.space.encode(arch), np.array([a]))
@@ -458,8 +437,8 @@ def check_feasible(constraints: Union[ConstraintSet, Iterable[Union[str, Constra
     extra = f" together with area <= {format_quantity('area', area_b)}" if "area" in bounds else ""
     lat_b, en_b = bounds.get("latency", math.inf), bounds.get("energy", math.inf)
 
-    lat_tot, lat_ch = _per_acc_min(table, table.cand_latency, table.fixed_latency, accs)
-    en_tot, en_ch = _per_acc_min(table, table.cand_energy, table.fixed_energy, accs)
+    lat_tot, lat_ch = table.cheapest_per_accelerator("latency", accs)
+    en_tot, en_ch = table.cheapest_per_accelerator("energy", accs)
     # Each of latency/energy alone on the area-feasible accelerators: exact.
     for m, tot in (("latency", lat_tot), ("energy", en_tot)):
         if m in bounds and tot.min() > bounds[m] * (1 + _RTOL):
@@ -475,7 +454,7 @@ def check_feasible(constraints: Union[ConstraintSet, Iterable[Union[str, Constra
     if not ("latency" in bounds and "energy" in bounds):
         tot, ch = (en_tot, en_ch) if "energy" in bounds and "latency" not in bounds else (lat_tot, lat_ch)
         j = int(np.argmin(tot))
-        report.update(witness=_design(table, _arch(table, ch[:, j]), int(accs[j])), method="exact",
+        report.update(witness=_design(table, table.architecture(ch[:, j]), int(accs[j])), method="exact",
                       message="each constraint is met by the witness design")
         return report
 
@@ -489,7 +468,7 @@ def check_feasible(constraints: Union[ConstraintSet, Iterable[Union[str, Constra
         good = np.flatnonzero((lat_w <= lat_b * (1 + _RTOL)) & (en_w <= en_b * (1 + _RTOL)))
         if good.size:
             j = int(good[np.argmin(en_w[good] / en_b + lat_w[good] / lat_b)])
-            d = _design(table, _arch(table, tot_ch[:, j]), int(accs[j]))
+            d = _design(table, table.architecture(tot_ch[:, j]), int(accs[j]))
             if ok(d):
                 report.update(witness=d, method="witness",
                               message="a per-accelerator extreme design meets all constraints")
@@ -509,7 +488,7 @@ def check_feasible(constraints: Union[ConstraintSet, Iterable[Union[str, Constra
             if best_e <= en_b * (1 + _RTOL):
                 break  # a witness is all feasibility needs
     if best is not None and best_e <= en_b * (1 + _RTOL):
-        d = _design(table, _arch(table, best[0]), best[1])
+        d = _design(table, table.architecture(best[0]), best[1])
         report.update(witness=d, method="pareto",
                       message="exact search of the latency/energy trade-off found a design meeting all constraints")
         return report

@@ -73,10 +73,10 @@ def run_demo(out: Union[str, Path] = "runs/demo", jobs: int = 2, quick: bool = F
     out.mkdir(parents=True, exist_ok=True)
     runs = demo_runs(quick)
     # build the evaluators (DANCE's, and HDX's constrained one) once, before the runs start in parallel
-    first = load_config(None, runs[0][1])
-    table = CostTable(get_search_space(first.search_space), get_hardware_space(first.hardware_space))
+    cfgs = [load_config(None, ov) for _, ov in runs]
+    table = CostTable(get_search_space(cfgs[0].search_space), get_hardware_space(cfgs[0].hardware_space))
     for method in ("hdx", "dance"):
-        cfg = next(load_config(None, ov) for _, ov in runs if load_config(None, ov).method == method)
+        cfg = next(c for c in cfgs if c.method == method)
         logger.info("demo: %s evaluator for %s x %s", method, cfg.search_space, cfg.hardware_space)
         get_evaluator(cfg, table, Path(cache_dir) if cache_dir else None, progress=progress)
     tasks = [(name, ov, str(out / name), str(cache_dir) if cache_dir else None) for name, ov in runs]

@@ -247,14 +247,19 @@ class Evaluator(nn.Module):
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError(f"{path}: not an evaluator checkpoint of format {CHECKPOINT_FORMAT}")
         meta = json.loads(payload["meta"])
-        for k, v in (expect or {}).items():
-            if k in meta and str(meta[k]) != str(v):
-                raise ConfigError(f"{path}: evaluator was trained for {k} {meta[k]!r} but this run has {v!r}; "
-                                  f"rebuild it with `coexplore evaluator build`")
         cfg = json.loads(payload["config"])
         hw = HardwareSpace.from_dict(json.loads(payload["hw_space"]))
         ev = Evaluator(cfg["enc_dim"], hw, cfg["width"], cfg["blocks"], meta=meta)
         ev.load_state_dict(payload["state_dict"])
         ev.report = json.loads(payload.get("report", "{}"))
         ev.eval()
+        ev.check_provenance(expect or {}, where=str(path))
         return ev
+
+    def check_provenance(self, expect: Dict[str, str], where: str = "evaluator") -> None:
+        """Raise unless the evaluator was trained for ``expect`` (e.g. ``CostTable.key()``:
+        ``search_space``, ``hardware_space``, ``cost_model`` fingerprints)."""
+        for k, v in expect.items():
+            if k in self.meta and str(self.meta[k]) != str(v):
+                raise ConfigError(f"{where}: evaluator was trained for {k} {self.meta[k]!r} but this run has {v!r}; "
+                                  f"rebuild it with `coexplore evaluator build`")

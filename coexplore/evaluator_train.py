@@ -168,7 +168,6 @@ def train_evaluator(ds: EvaluatorDataset, table: CostTable, cfg: TrainConfig = T
     ev.eval()
     ev.meta["training"] = {"generator": gen_info, "estimator": est_info, "num_arch": ds.num_arch,
                            "num_pairs": ds.num_pairs, "config": cfg.__dict__}
-    ev.split_test = split["test"]  # type: ignore[attr-defined]
     return ev
 
 
@@ -276,8 +275,10 @@ def time_search_step(ev: Evaluator, objective: Union[str, Objective] = "edap", r
 def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", out=None, num_arch: int = 50_000,
                     pairs_per_arch: int = 36, soft_fraction: float = 0.5, cfg: TrainConfig = TrainConfig(),
                     cache_dir=None, progress: bool = True, report_arch: int = 5000,
-                    constraints: Sequence[str] = ()) -> Dict[str, Any]:
+                    constraints: Sequence[str] = (), table: Optional[CostTable] = None) -> Dict[str, Any]:
     """Generate data, train, score on fresh architectures and (optionally) save.
+
+    ``table`` (the analytical cost table of ``space`` x ``hardware``) is built when not given.
 
     Returns:
         ``{"evaluator": Evaluator, "report": dict}``; the report holds the scores of
@@ -286,7 +287,7 @@ def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", 
     """
     objective = Objective.parse(objective)
     t0 = time.perf_counter()
-    table = CostTable(space, hardware)
+    table = table if table is not None else CostTable(space, hardware)
     t_table = time.perf_counter() - t0
     ds = generate_dataset(
         table, objective, num_arch=num_arch, soft_fraction=soft_fraction, pairs_per_arch=pairs_per_arch,

@@ -139,22 +139,40 @@ class CostTable:
             ``(value, architecture, accelerator index)``; for ``fps`` the value is the
             highest reachable frame rate.
         """
+        if metric not in ("latency", "fps", "energy", "area"):
+            raise ConfigError(f"least(): unknown metric {metric!r}; allowed: latency, fps, energy, area")
+        totals, choice = self.cheapest_per_accelerator("energy" if metric == "energy" else "latency")
         if metric == "area":
             a = int(np.argmin(self.area))
-            return float(self.area[a]), self._argmin_arch(self.cand_latency, a), a
-        table, fixed = {"latency": (self.cand_latency, self.fixed_latency), "fps": (self.cand_latency, self.fixed_latency),
-                        "energy": (self.cand_energy, self.fixed_energy)}.get(metric, (None, None))
-        if table is None:
-            raise ConfigError(f"least(): unknown metric {metric!r}; allowed: latency, fps, energy, area")
-        per_acc = fixed.copy()
-        for lo, hi in zip(self.space.offsets[:-1], self.space.offsets[1:]):
-            per_acc = per_acc + table[lo:hi].min(axis=0)
-        a = int(np.argmin(per_acc))
-        value = float(per_acc[a])
-        return (1.0 / value if metric == "fps" else value), self._argmin_arch(table, a), a
+            return float(self.area[a]), self.architecture(choice[:, a]), a
+        a = int(np.argmin(totals))
+        value = float(totals[a])
+        return (1.0 / value if metric == "fps" else value), self.architecture(choice[:, a]), a
 
-    def _argmin_arch(self, table: np.ndarray, a: int) -> Dict[str, str]:
-        arch = {}
-        for b, lo, hi in zip(self.space.blocks, self.space.offsets[:-1], self.space.offsets[1:]):
-            arch[b.label] = b.candidates[int(np.argmin(table[lo:hi, a]))]
-        return arch
+    def cheapest_per_accelerator(self, metric: str, accs: Optional[np.ndarray] = None
+                                 ) -> Tuple[np.ndarray, np.ndarray]:
+        """The least ``latency`` or ``energy`` of any architecture on each accelerator.
+
+        Args:
+            metric: ``latency`` or ``energy``.
+            accs: ``[A']`` accelerator indices (default: all).
+
+        Returns:
+            ``[A']`` totals and ``[B, A']`` the index of the chosen candidate in each block.
+        """
+        cand, fixed = {"latency": (self.cand_latency, self.fixed_latency),
+                       "energy": (self.cand_energy, self.fixed_energy)}[metric]
+        accs = np.arange(self.num_accelerators) if accs is None else np.asarray(accs)
+        total = fixed[accs].copy()
+        cols = np.arange(len(accs))
+        choice = []
+        for lo, hi in zip(self.space.offsets[:-1], self.space.offsets[1:]):
+            sub = cand[lo:hi][:, accs]
+            idx = np.argmin(sub, axis=0)
+            total = total + sub[idx, cols]
+            choice.append(idx)
+        return total, np.asarray(choice, dtype=np.int64).reshape(len(choice), len(accs))
+
+    def architecture(self, choice: Sequence[int]) -> Dict[str, str]:
+        """``{label: op}`` from one candidate index per block."""
+        return {b.label: b.candidates[int(i)] for b, i in zip(self.space.blocks, choice)}

@@ -65,6 +65,9 @@ class Callback:
     def on_start(self, search: "CoExplorer") -> None:
         pass
 
+    def on_epoch_start(self, search: "CoExplorer", epoch: int) -> None:
+        pass
+
     def on_step(self, search: "CoExplorer", step: int, info: Dict[str, float]) -> None:
         pass
 
@@ -103,6 +106,23 @@ class PlotWriter(Callback):
                              search.run_dir / "plots" / "accelerator.png", formats=("png", "svg"))
         except Exception as exc:  # noqa: BLE001 - a plot must never lose a finished result
             logger.warning("could not write the run's plots: %s", exc)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the steps of each epoch (when ``progress`` is on)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_epoch_start(self, search: "CoExplorer", epoch: int) -> None:
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=search.steps_per_epoch, desc=f"epoch {epoch + 1}/{search.total_epochs}", leave=False)
+
+    def on_step(self, search: "CoExplorer", step: int, info: Dict[str, float]) -> None:
+        self.bar.update(1)
+
+    def on_epoch_end(self, search: "CoExplorer", row: Dict[str, Any]) -> None:
+        self.bar.close()
 
 
 class ProgressLogger(Callback):
@@ -165,7 +185,7 @@ def get_evaluator(cfg: RunConfig, table: CostTable, cache_dir: Optional[Path] = 
     tc = TrainConfig(max_epochs_generator=ec.epochs_generator, max_epochs_estimator=ec.epochs_estimator, seed=cfg.seed)
     res = build_evaluator(table.space, table.hardware, cfg.objective, out=path, num_arch=ec.num_arch,
                           pairs_per_arch=ec.pairs_per_arch, cfg=tc, cache_dir=cache_dir, progress=progress,
-                          report_arch=1000, constraints=constraints)
+                          report_arch=1000, constraints=constraints, table=table)
     return res["evaluator"]
 
 
@@ -175,7 +195,8 @@ class CoExplorer:
     Args:
         cfg: the resolved configuration.
         run_dir: the run folder (created).
-        callbacks: extra callbacks (CSV logging, checkpointing and progress are always on).
+        callbacks: extra callbacks (CSV logging, checkpointing, logging and plots are always on; a
+            progress bar when ``cfg.progress``).
         cache_dir: where evaluators and datasets are cached.
     """
 
@@ -197,7 +218,8 @@ class CoExplorer:
         self.hw_space = get_hardware_space(cfg.hardware_space)
         self.table = CostTable(self.space, self.hw_space)
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
-        self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), PlotWriter(), *callbacks]
+        self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), PlotWriter(),
+                                          *([ProgressBar()] if cfg.progress else []), *callbacks]
 
         self._seed_everything(cfg.seed)
         self.data = get_data(cfg.data.name, path=cfg.data.path, val_fraction=cfg.data.val_fraction, seed=cfg.seed,
@@ -307,10 +329,8 @@ class CoExplorer:
         val_iter = iter(self.data.val)
         stats = {"train_loss": 0.0, "train_acc": 0.0, "ce_arch": 0.0, "cost_loss": 0.0, "n": 0, "arch_steps": 0}
         t0 = time.perf_counter()
-        bar = None
-        if cfg.progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False)
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
         for step, (x, y) in enumerate(self.data.train):
             if step >= self.steps_per_epoch:
                 break
@@ -330,7 +350,8 @@ class CoExplorer:
             torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
             self.w_opt.step()
             self.w_sched.step()
-            stats["train_loss"] += float(loss.detach()) * len(y)
+            step_loss = float(loss.detach())
+            stats["train_loss"] += step_loss * len(y)
             stats["train_acc"] += float((logits.argmax(1) == y).sum())
             stats["n"] += len(y)
             # -- architecture step on the validation split
@@ -341,10 +362,8 @@ class CoExplorer:
                     val_iter = iter(self.data.val)
                     xv, yv = next(val_iter)
                 self._arch_step(xv.to(self.device), yv.to(self.device), stats)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+            for cb in self.callbacks:
+                cb.on_step(self, step, {"train_loss": step_loss})
         row = self._epoch_row(epoch, warm, stats, time.perf_counter() - t0)
         self.rows.append(row)
         self.epoch += 1

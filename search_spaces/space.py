@@ -558,10 +558,7 @@ def tiny_mnist() -> SearchSpace:
 
 def get_search_space(name_or_path: Union[str, PathLike]) -> SearchSpace:
     """A built-in space by name, or a space loaded from a ``.yaml`` / ``.yml`` file."""
-    s = str(name_or_path)
-    if s.endswith((".yaml", ".yml")):
-        return SearchSpace.from_yaml(s)
-    return SEARCH_SPACES.get(s)()
+    return SEARCH_SPACES.build(name_or_path, SearchSpace.from_yaml)
 
 
 def list_search_spaces() -> List[str]:
