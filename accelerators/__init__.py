@@ -1,10 +1,15 @@
-"""coexplore's accelerator side: what an accelerator is, and what a layer costs on it."""
+"""coexplore's accelerator side: what an accelerator is, and what a layer costs on it.
+
+It imports nothing of the project but the dependency-free ``coexplore.common`` (errors,
+registries, file I/O, the metric vocabulary); ``ConfigError`` and friends are re-exported here
+for convenience.
+"""
 
 from .hardware import (ACCELERATORS, DATAFLOWS, Accelerator, get_accelerator, list_accelerators,
                        load_accelerator, save_accelerator)
 from .cost_model import OBJECTIVES, AnalyticalModel, Costs, Explanation, evaluate, explain
-from .io import ConfigError
-from .registry import Registry, UnknownNameError
+from coexplore.common import ConfigError
+from coexplore.common import Registry, UnknownNameError
 from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hardware_spaces
 from .networks import WORKLOADS, get_workload, list_workloads
 from .technology import COST_MODEL_VERSION

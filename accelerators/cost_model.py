@@ -61,7 +61,7 @@ from typing import Any, Dict, Sequence, Tuple, Union
 import numpy as np
 
 from .hardware import DATAFLOWS, Accelerator
-from .io import ConfigError
+from coexplore.common import ConfigError
 from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
 from .workload import Layer
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from .io import ConfigError
+from coexplore.common import ConfigError
 from .workload import Layer
 
 logger = logging.getLogger(__name__)

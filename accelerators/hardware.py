@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Dict, Mapping
 
-from .io import ConfigError, PathLike, check_keys, read_yaml, write_yaml
-from .registry import Registry
+from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
+from coexplore.common import Registry
 
 DATAFLOWS = ("ws", "os", "rs")
 DATAFLOW_NAMES = {"ws": "weight-stationary", "os": "output-stationary", "rs": "row-stationary"}

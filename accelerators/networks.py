@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
-from .io import ConfigError
-from .registry import Registry
+from coexplore.common import ConfigError
+from coexplore.common import Registry
 from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload
 
 WorkloadFn = Callable[..., List[Layer]]

@@ -19,8 +19,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .hardware import DATAFLOWS, Accelerator
-from .io import ConfigError, PathLike, check_keys, read_yaml, write_yaml
-from .registry import Registry
+from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
+from coexplore.common import Registry
 
 _ACC_FIELDS = tuple(f.name for f in fields(Accelerator) if f.name != "name")
 SEARCHABLE = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from .io import ConfigError, PathLike, check_keys, read_yaml, write_yaml
+from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 
 LAYER_KINDS = ("conv", "depthwise", "linear")
 

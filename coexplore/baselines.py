@@ -50,7 +50,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from accelerators import ConfigError
+from .common import ConfigError
 
 from .pareto import pareto_mask
 

@@ -50,7 +50,7 @@ def _emit(rows: List[Dict[str, Any]], totals: Optional[Dict[str, Any]], fmt: str
 
 
 def _json_default(o: Any) -> Any:
-    from accelerators.io import to_jsonable
+    from .common import to_jsonable
     out = to_jsonable(o)
     if out is o:
         raise TypeError(f"cannot serialise {type(o).__name__}")
@@ -177,7 +177,7 @@ def cmd_evaluator_report(args: argparse.Namespace) -> int:
 
 
 def _write_report(out, report: Dict[str, Any], md: str, fmt: str) -> None:
-    from accelerators.io import atomic_write_text, write_json
+    from .common import atomic_write_text, write_json
 
     write_json(out.with_suffix(".report.json"), json.loads(json.dumps(report, default=_json_default)))
     atomic_write_text(out.with_suffix(".report.md"), md)
@@ -284,7 +284,7 @@ def _read_result(run) -> Dict[str, Any]:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from accelerators.io import write_json
+    from .common import write_json
     from search_spaces import build_network, evaluate_network, get_data, get_search_space, train_network
 
     from .config import load_config

@@ -14,8 +14,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union, get_arg
 
 import yaml
 
-from accelerators import ConfigError
-from accelerators.io import read_yaml
+from .common import ConfigError
+from .common import read_yaml
 
 from .objectives import Objective
 
@@ -132,7 +132,7 @@ class RunConfig:
         return d
 
     def save(self, path: Union[str, Path]) -> None:
-        from accelerators.io import write_yaml
+        from .common import write_yaml
         write_yaml(path, self.to_dict())
 
 

@@ -38,7 +38,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from accelerators import ConfigError
+from .common import ConfigError
 
 logger = logging.getLogger(__name__)
 

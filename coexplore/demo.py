@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from accelerators.io import atomic_write_text
+from .common import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

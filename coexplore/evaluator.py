@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelerators import ConfigError, HardwareSpace
-from accelerators.io import atomic_write_bytes
+from .common import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from accelerators import ConfigError
-from accelerators.io import atomic_write_bytes
+from .common import ConfigError, atomic_write_bytes, default_cache_dir
+
 
 from .objectives import Objective
 from .pricing import CostTable
@@ -35,12 +35,6 @@ from .pricing import CostTable
 logger = logging.getLogger(__name__)
 
 DATASET_FORMAT = 2  # 2: labels may be constraint-aware; meta holds the constraints
-
-
-def default_cache_dir() -> Path:
-    """``$COEXPLORE_CACHE`` or ``~/.cache/coexplore`` (resolved at call time)."""
-    env = os.environ.get("COEXPLORE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "coexplore"
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from accelerators import ConfigError
+from .common import ConfigError
 
 from .evaluator import Evaluator
 from .constraints import ConstraintSet

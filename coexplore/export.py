@@ -47,7 +47,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from accelerators import Accelerator, Layer, explain
 from accelerators.hardware import DATAFLOW_NAMES
-from accelerators.io import ConfigError, PathLike, atomic_write_text, write_yaml
+from .common import ConfigError, PathLike, atomic_write_text, write_yaml
 from accelerators.technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
 
 logger = logging.getLogger(__name__)

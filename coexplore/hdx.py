@@ -57,7 +57,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from accelerators import ConfigError
+from .common import ConfigError
 
 from .constraints import Constraint
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Tuple, Union
 
-from accelerators import ConfigError
+from .common import ConfigError
 
 METRICS = ("latency", "energy", "area")
 PRODUCTS: Dict[str, Tuple[str, ...]] = {

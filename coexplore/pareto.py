@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from accelerators.io import ConfigError, PathLike, atomic_write_bytes, atomic_write_text
+from .common import ConfigError, PathLike, atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

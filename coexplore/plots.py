@@ -26,7 +26,7 @@ import pandas as pd
 
 from accelerators import Accelerator, Layer, evaluate, explain
 from accelerators.hardware import DATAFLOW_NAMES
-from accelerators.io import ConfigError, PathLike
+from .common import ConfigError, PathLike
 
 from .pareto import save_figure
 

@@ -38,8 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from accelerators import ConfigError, get_hardware_space
-from accelerators.io import atomic_write_bytes, atomic_write_text, to_jsonable, write_json
+from accelerators import get_hardware_space
+from .common import ConfigError
+from .common import atomic_write_bytes, atomic_write_text, to_jsonable, write_json
 from accelerators.technology import COST_MODEL_VERSION
 
 from .config import RunConfig
@@ -169,7 +170,7 @@ def get_evaluator(cfg: RunConfig, table: CostTable, cache_dir: Optional[Path] = 
     import hashlib
     import json
 
-    from .evaluator_data import default_cache_dir
+    from .common import default_cache_dir
     ec = cfg.evaluator
     # HDX's generator is trained for the constrained choice of hardware (see generate_dataset)
     constraints = list(cfg.constraints) if cfg.method == "hdx" else []

@@ -53,7 +53,7 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequ
 import pandas as pd
 import yaml
 
-from accelerators.io import ConfigError, PathLike, atomic_write_text, check_keys, read_yaml, write_yaml
+from .common import ConfigError, PathLike, atomic_write_text, check_keys, read_yaml, write_yaml
 
 from .config import RunConfig, load_config
 

@@ -3,8 +3,10 @@
 Implements the ProxylessNAS macro-architecture and path sampling (Cai et al., ICLR 2019,
 arXiv 1812.00332) that DANCE (Choi et al., DAC 2021, arXiv 2009.06237) and HDX (Hong et
 al., DAC 2022, arXiv 2301.09312) search on.  Networks are described to the cost model as
-lists of :class:`accelerators.workload.Layer`; this package imports nothing else from
-``accelerators`` and never imports ``coexplore``.
+lists of :class:`accelerators.workload.Layer`.  Of ``accelerators`` this package imports only
+that record and the module tracer that produces it (``accelerators.workload``,
+``accelerators.extract``), never the cost model; of ``coexplore`` only the dependency-free
+``coexplore.common`` (errors, registries, file I/O).  ``tests/test_layering.py`` checks the rule.
 """
 
 from .ops import OPS, OpDef, build_op, get_op, is_skip_op, list_ops, op_layers, register_op

@@ -52,7 +52,7 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from accelerators.io import ConfigError, atomic_write_bytes
+from coexplore.common import ConfigError, atomic_write_bytes, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ MNIST_STD = (0.3081,)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test")
-CACHE_ENV = "COEXPLORE_CACHE"
 CIFAR10_ENV = "COEXPLORE_CIFAR10"
 
 _EXPECTED_LAYOUTS = (
@@ -542,17 +541,6 @@ def decode_source(
 # --------------------------------------------------------------------------------------------------
 # Cache
 # --------------------------------------------------------------------------------------------------
-
-
-def default_cache_dir(cache_dir: Optional[PathLike] = None) -> Path:
-    """The cache directory: ``cache_dir``, else ``$COEXPLORE_CACHE``, else ``~/.cache/coexplore``.
-    """
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "coexplore"
 
 
 def _fingerprint(path: Path) -> list:

@@ -34,8 +34,8 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from accelerators.io import ConfigError
-from accelerators.registry import Registry
+from coexplore.common import ConfigError
+from coexplore.common import Registry
 from accelerators.workload import Layer, conv, depthwise, linear
 
 logger = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from accelerators.io import ConfigError, PathLike, check_keys, read_yaml, write_yaml
-from accelerators.registry import Registry, UnknownNameError
+from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
+from coexplore.common import Registry, UnknownNameError
 from accelerators.workload import Layer, conv, linear
 
 from . import ops as _ops

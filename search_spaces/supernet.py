@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelerators.io import ConfigError
+from coexplore.common import ConfigError
 
 from .ops import ConvBNAct, build_op, is_skip_op
 from .space import SearchSpace

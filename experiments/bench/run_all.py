@@ -23,7 +23,7 @@ import torch
 
 from accelerators import get_hardware_space
 from accelerators.cost_model import AnalyticalModel
-from accelerators.io import atomic_write_text
+from coexplore.common import atomic_write_text
 from accelerators.networks import get_workload
 from bench_cost_model import _median_time as _median  # same folder: the one timing helper of the benchmarks
 

@@ -6,7 +6,7 @@ import pytest
 from accelerators import (Accelerator, ConfigError, HardwareSpace, UnknownNameError, get_accelerator,
                           get_hardware_space, list_accelerators, list_hardware_spaces, load_accelerator,
                           save_accelerator)
-from accelerators.registry import Registry
+from coexplore.common import Registry
 
 
 def base(**kw):

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelerators.extract import layers_from_module
-from accelerators.io import ConfigError
+from coexplore.common import ConfigError
 from accelerators.networks import WORKLOADS, get_workload, list_workloads, summary
-from accelerators.registry import UnknownNameError
+from coexplore.common import UnknownNameError
 from accelerators.workload import Layer, load_workload, save_workload, total_macs
 
 # name -> (exact MACs at batch 1, exact weight elements, published MACs, rel. tolerance of the rounding)

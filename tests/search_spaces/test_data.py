@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from accelerators.io import ConfigError
+from coexplore.common import ConfigError
 from search_spaces import data as D
 
 REAL_CIFAR = Path(

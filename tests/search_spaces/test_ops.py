@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from accelerators.io import ConfigError
-from accelerators.registry import UnknownNameError
+from coexplore.common import ConfigError
+from coexplore.common import UnknownNameError
 from search_spaces import OPS, build_op, get_op, is_skip_op, list_ops, op_layers, register_op
 from search_spaces.ops import MBConv, trace_layers
 

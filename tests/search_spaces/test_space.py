@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from accelerators.io import ConfigError
-from accelerators.registry import UnknownNameError
+from coexplore.common import ConfigError
+from coexplore.common import UnknownNameError
 from search_spaces import (Head, SearchSpace, Stage, Stem, candidate_layer_table, expected_cost,
                            get_search_space, list_search_spaces)
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from accelerators.io import ConfigError
+from coexplore.common import ConfigError
 from search_spaces import (PATH_MODES, Head, SearchSpace, Stage, Stem, Supernet, TemperatureSchedule,
                            build_network, get_search_space, list_search_spaces)
 from search_spaces.ops import trace_layers

@@ -2,27 +2,18 @@
 
 Borrowed in spirit from timm's ``@register_model``: entries are registered by name,
 overwriting warns, ``names()`` lists what exists, and unknown names fail with the list
-of known ones.  ``search_spaces`` reuses this class (the one-way dependency
-``search_spaces -> accelerators`` is limited to this module and :mod:`accelerators.workload`).
+of known ones (and the closest match).
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
 import warnings
 from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, TypeVar
 
-logger = logging.getLogger(__name__)
+from .errors import UnknownNameError
 
 T = TypeVar("T")
-
-
-class UnknownNameError(KeyError, ValueError):
-    """Raised when a registry is asked for a name it does not hold."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class Registry(Generic[T]):
@@ -54,6 +45,10 @@ class Registry(Generic[T]):
             return _add(obj)
         return _add
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests and plugins that register temporarily)."""
+        self._entries.pop(str(name).lower(), None)
+
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._entries:
@@ -74,6 +69,9 @@ class Registry(Generic[T]):
     def names(self) -> List[str]:
         return sorted(self._entries)
 
+    def items(self):
+        return [(k, self._entries[k]) for k in self.names()]
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._entries
 
@@ -82,6 +80,3 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-Constructor = Callable[..., T]
