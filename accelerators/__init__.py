@@ -7,17 +7,18 @@ for convenience.
 
 from .hardware import (ACCELERATORS, DATAFLOWS, Accelerator, get_accelerator, list_accelerators,
                        load_accelerator, save_accelerator)
-from .cost_model import OBJECTIVES, AnalyticalModel, Costs, Explanation, evaluate, explain
+from .cost_model import MAPPING_OBJECTIVES, AnalyticalModel, Costs, Explanation, evaluate, explain
 from coexplore.common import ConfigError
 from coexplore.common import Registry, UnknownNameError
 from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hardware_spaces
 from .networks import WORKLOADS, get_workload, list_workloads
+from .cost_source import COST_SOURCES, CostSource, get_cost_source, list_cost_sources
 from .technology import COST_MODEL_VERSION
 from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload, save_workload
 
 __all__ = [
-    "OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
-    "list_workloads", "COST_MODEL_VERSION",
+    "MAPPING_OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
+    "list_workloads", "COST_MODEL_VERSION", "COST_SOURCES", "CostSource", "get_cost_source", "list_cost_sources",
     "ACCELERATORS", "DATAFLOWS", "Accelerator", "get_accelerator", "list_accelerators", "load_accelerator",
     "save_accelerator", "ConfigError", "Registry", "UnknownNameError", "HARDWARE_SPACES", "HardwareSpace",
     "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv", "depthwise", "linear",

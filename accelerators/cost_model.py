@@ -37,7 +37,7 @@ The mapping has three parts.
   relevant loop with more than one iteration sits inside it; partial sums that leave the
   GLB cost a read and a write.  For each P tiling the least-DRAM-traffic candidate is
   kept, then every kept candidate is priced in full on every accelerator and the best
-  one for the selected objective (``energy``, ``latency``, ``edp`` or ``dram``) wins.
+  one for the selected mapping objective (``energy``, ``latency``, ``edp`` or ``dram``) wins.
 
 The search at the GLB/DRAM level depends only on the layer and the GLB size, so it runs
 once per (unique layer, GLB size) and its results are shared by all accelerators with
@@ -62,12 +62,13 @@ import numpy as np
 
 from .hardware import DATAFLOWS, Accelerator
 from coexplore.common import ConfigError
+from .cost_source import COST_SOURCES, fingerprint_of
 from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
 from .workload import Layer
 
 logger = logging.getLogger(__name__)
 
-OBJECTIVES = ("energy", "latency", "edp", "dram")
+MAPPING_OBJECTIVES = ("energy", "latency", "edp", "dram")
 _LOOPS = ("m", "c", "p")  # DRAM-level tile loops: output channels, input channels, output rows
 _ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # outer -> inner
 _MAX_SPLIT_EXP = 12  # tile counts 1..4096
@@ -347,19 +348,37 @@ class AnalyticalModel:
 
     Args:
         tech: technology constants (per-access energies and areas).
-        objective: what the mapping search minimises per layer: ``energy``, ``latency``,
-            ``edp`` or ``dram`` (DRAM traffic, Timeloop's "last-level accesses"; ties broken
-            by energy).
+        mapping_objective: what the mapping search minimises per layer: ``energy``,
+            ``latency``, ``edp`` or ``dram`` (DRAM traffic, Timeloop's "last-level accesses";
+            ties broken by energy).  Not to be confused with the *network* objective of a
+            search (:class:`coexplore.objectives.Objective`), which ranks whole designs.
     """
 
     version = COST_MODEL_VERSION
     name = "analytical"
 
-    def __init__(self, tech: Technology = DEFAULT_TECH, objective: str = "edp") -> None:
-        if objective not in OBJECTIVES:
-            raise ConfigError(f"mapping objective {objective!r} is unknown; allowed values: {list(OBJECTIVES)}")
+    def __init__(self, tech: Technology = DEFAULT_TECH, mapping_objective: str = "edp") -> None:
+        if mapping_objective not in MAPPING_OBJECTIVES:
+            raise ConfigError(f"mapping_objective {mapping_objective!r} is unknown; allowed values: "
+                              f"{list(MAPPING_OBJECTIVES)}")
+        if not isinstance(tech, Technology):
+            raise ConfigError(f"tech must be a Technology, got {type(tech).__name__}")
         self.tech = tech
-        self.objective = objective
+        self.mapping_objective = mapping_objective
+
+    # -- the cost-source protocol --------------------------------------------------------
+    def describe(self) -> Dict[str, Any]:
+        """Provenance: name, model version, mapping objective, technology constants, fingerprint."""
+        rec = {"name": self.name, "version": self.version, "mapping_objective": self.mapping_objective,
+               "technology": self.tech.to_dict()}
+        return {**rec, "fingerprint": fingerprint_of(rec)}
+
+    def fingerprint(self) -> str:
+        """A hash of everything the numbers depend on: version, mapping objective, constants."""
+        return self.describe()["fingerprint"]
+
+    def __repr__(self) -> str:
+        return f"AnalyticalModel(mapping_objective={self.mapping_objective!r}, fingerprint={self.fingerprint()!r})"
 
     # -- area ---------------------------------------------------------------------------
     def area_mm2(self, accs: Union[Sequence[Accelerator], Dict[str, np.ndarray]]) -> np.ndarray:
@@ -440,7 +459,7 @@ class AnalyticalModel:
             energy_pj = e_mac + e_rf + e_noc + e_glb + e_dram + e_static
             energy = energy_pj * 1e-12
             score = {"energy": energy, "latency": latency, "edp": energy * latency,
-                     "dram": dram_words + 1e-9 * energy_pj / (1.0 + energy_pj)}[self.objective]
+                     "dram": dram_words + 1e-9 * energy_pj / (1.0 + energy_pj)}[self.mapping_objective]
             score = np.where(d["ok"], score, np.inf)
             best = np.argmin(score, axis=-1)[..., None]
             pick = lambda x: np.take_along_axis(np.broadcast_to(x, score.shape), best, axis=-1)[..., 0]
@@ -482,7 +501,7 @@ class AnalyticalModel:
         energy = {"mac": g("e_mac"), "rf": g("e_rf"), "noc": g("e_noc"), "glb": g("e_glb"), "dram": g("e_dram"),
                   "static": g("e_static")}
         return Explanation(
-            layer=layer, accelerator=acc, objective=self.objective,
+            layer=layer, accelerator=acc, mapping_objective=self.mapping_objective,
             spatial={"groups": s_g, "out_channels": s_k, "in_channels": s_c, "filter_rows": s_r,
                      "out_rows": s_p, "out_cols": s_q},
             used_pes=int(g("used_pes")), num_pes=acc.num_pes,
@@ -519,7 +538,7 @@ class Explanation:
 
     layer: Layer
     accelerator: Accelerator
-    objective: str  # mapping objective used
+    mapping_objective: str  # what the mapping search minimised
     spatial: Dict[str, int]  # spatial unrolling per dimension
     used_pes: int  # PEs with work in one array step
     num_pes: int  # PEs in the array
@@ -573,13 +592,14 @@ class Explanation:
 # ---------------------------------------------------------------------------------------
 
 def evaluate(layers: Sequence[Layer], accelerators: Union[Accelerator, Sequence[Accelerator]],
-             objective: str = "edp", tech: Technology = DEFAULT_TECH) -> Costs:
+             mapping_objective: str = "edp", tech: Technology = DEFAULT_TECH) -> Costs:
     """Price every (accelerator, layer) pair with the analytical model.
 
     Args:
         layers: ``L`` layers.
         accelerators: one accelerator or a sequence of ``A``.
-        objective: mapping-search objective: ``energy``, ``latency``, ``edp`` or ``dram``.
+        mapping_objective: what the per-layer mapping search minimises: ``energy``, ``latency``,
+            ``edp`` or ``dram``.
         tech: technology constants.
 
     Returns:
@@ -588,10 +608,16 @@ def evaluate(layers: Sequence[Layer], accelerators: Union[Accelerator, Sequence[
     """
     if isinstance(accelerators, Accelerator):
         accelerators = [accelerators]
-    return AnalyticalModel(tech, objective).evaluate(layers, accelerators)
+    return AnalyticalModel(tech, mapping_objective).evaluate(layers, accelerators)
 
 
-def explain(layer: Layer, accelerator: Accelerator, objective: str = "edp",
+def explain(layer: Layer, accelerator: Accelerator, mapping_objective: str = "edp",
             tech: Technology = DEFAULT_TECH) -> Explanation:
     """See :meth:`AnalyticalModel.explain`."""
-    return AnalyticalModel(tech, objective).explain(layer, accelerator)
+    return AnalyticalModel(tech, mapping_objective).explain(layer, accelerator)
+
+
+@COST_SOURCES.register("analytical")
+def _analytical(mapping_objective: str = "edp", tech: Technology = DEFAULT_TECH) -> AnalyticalModel:
+    """The analytical model as a registered cost source."""
+    return AnalyticalModel(tech, mapping_objective)

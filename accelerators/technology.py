@@ -31,7 +31,7 @@ costs more energy, and the best design would always sit at the edge of the space
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -58,6 +58,10 @@ class Technology:
     a_sram_mm2_per_kb: float = 0.012  # SRAM global buffer, mm^2 per KB
     array_overhead: float = 0.15  # NoC + control + clock, fraction of PE-array area
     p_static_mw_per_mm2: float = 5.0  # leakage + ungated clock power density, mW/mm^2
+
+    def to_dict(self):
+        """Every constant by name (part of the cost model's fingerprint)."""
+        return asdict(self)
 
     def e_rf(self, rf_bytes, word_bits):
         """RF access energy (pJ per word) for an RF of ``rf_bytes``; works on arrays."""

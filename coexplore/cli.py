@@ -12,7 +12,7 @@ import numpy as np
 
 from accelerators import (ConfigError, UnknownNameError, get_accelerator, get_hardware_space, list_accelerators,
                           list_hardware_spaces)
-from accelerators.cost_model import OBJECTIVES, AnalyticalModel
+from accelerators.cost_model import MAPPING_OBJECTIVES, AnalyticalModel
 from accelerators.networks import get_workload, list_workloads
 
 logger = logging.getLogger("coexplore")
@@ -63,7 +63,7 @@ def _json_default(o: Any) -> Any:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     layers = get_workload(args.workload, batch=args.batch)
-    model = AnalyticalModel(objective=args.mapping_objective)
+    model = AnalyticalModel(mapping_objective=args.mapping_objective)
     if args.space is not None and args.accelerator is not None:
         raise UserError("give either --accelerator or --space, not both")
     if args.space is not None:
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--space", "-s", default=None, help="price on every design of a hardware space (name or YAML)")
     c.add_argument("--objective", default="edap", choices=NETWORK_METRICS,
                    help="network-level metric that ranks designs with --space (default: edap)")
-    c.add_argument("--mapping-objective", default="edp", choices=OBJECTIVES,
+    c.add_argument("--mapping-objective", default="edp", choices=MAPPING_OBJECTIVES,
                    help="what the per-layer mapping search minimises (default: edp)")
     c.add_argument("--top", type=int, default=10, help="how many designs to show with --space (default: 10)")
     c.add_argument("--batch", type=int, default=1, help="batch size N (default: 1)")

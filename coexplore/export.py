@@ -514,7 +514,7 @@ def zigzag_mapping(acc: Accelerator, layers: Sequence[Layer],
     cache: Dict[Layer, Dict[str, int]] = {}
     for layer, name in zip(layers, _layer_names(layers)):
         if layer not in cache:
-            cache[layer] = explain(layer, acc, objective=objective).spatial
+            cache[layer] = explain(layer, acc, mapping_objective=objective).spatial
         factors = {_SPATIAL_DIMS[k]: int(v) for k, v in cache[layer].items()}
         if layer.groups == 1:
             factors.pop("G", None)

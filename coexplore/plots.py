@@ -208,7 +208,7 @@ def energy_breakdown_pj(accelerator: Accelerator, layers: Sequence[Layer], objec
     total = {k: 0.0 for k in ENERGY_LEVELS}
     for layer in layers:
         if layer not in cache:
-            cache[layer] = explain(layer, accelerator, objective=objective).energy_pj
+            cache[layer] = explain(layer, accelerator, mapping_objective=objective).energy_pj
         for k, v in cache[layer].items():
             total[k] = total.get(k, 0.0) + float(v)
     return total
@@ -243,7 +243,7 @@ def plot_accelerator(accelerator: Accelerator, layers: Sequence[Layer], out_path
     if len(layers) == 0:
         raise ConfigError("plot_accelerator: the layer list is empty")
     acc = accelerator
-    costs = evaluate(layers, [acc], objective=objective)
+    costs = evaluate(layers, [acc], mapping_objective=objective)
     lat_ms = costs.latency_s[0] * 1e3
     en_mj = costs.energy_j[0] * 1e3
     mem = costs.memory_bound[0]

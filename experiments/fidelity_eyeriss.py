@@ -32,7 +32,7 @@ PUBLISHED = {  # layer: (latency ms per batch of 4, active PEs, DRAM MB, GLB MB)
 
 def main() -> None:
     eyeriss = get_accelerator("eyeriss")
-    model = AnalyticalModel(objective="edp")
+    model = AnalyticalModel(mapping_objective="edp")
     layers = [l for l in get_workload("alexnet", batch=4) if l.name in PUBLISHED]
     c = model.evaluate(layers, [eyeriss])
     print("AlexNet CONV layers on Eyeriss, batch 4 (published | model)")

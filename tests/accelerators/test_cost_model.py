@@ -126,10 +126,10 @@ def test_bigger_global_buffer_never_increases_dram_traffic(workload, dataflow):
     # mapping that fits a small buffer fits a bigger one).  Energy-optimal mappings may trade a
     # little DRAM traffic for fewer accesses to a bigger, costlier buffer, so this is a bound
     # on the DRAM-optimal mapping (Timeloop's "last-level accesses" metric).
-    d = evaluate(layers, accs, objective="dram").dram_bytes
+    d = evaluate(layers, accs, mapping_objective="dram").dram_bytes
     assert np.all(np.diff(d, axis=0) <= 1e-9 * d[:-1])
     # and the DRAM-optimal mapping is never worse on DRAM than the energy-optimal one
-    assert np.all(d <= evaluate(layers, accs, objective="energy").dram_bytes * (1 + 1e-12))
+    assert np.all(d <= evaluate(layers, accs, mapping_objective="energy").dram_bytes * (1 + 1e-12))
 
 
 def test_duplicate_layers_cost_the_same_and_order_is_kept():
@@ -153,8 +153,8 @@ def test_vectorised_equals_one_by_one():
 def test_mapping_objective_selects():
     layers = get_workload("mobilenetv2")
     a = [get_accelerator("eyeriss")]
-    by_energy = evaluate(layers, a, objective="energy")
-    by_latency = evaluate(layers, a, objective="latency")
+    by_energy = evaluate(layers, a, mapping_objective="energy")
+    by_latency = evaluate(layers, a, mapping_objective="latency")
     assert by_energy.energy_total_j[0] <= by_latency.energy_total_j[0] * (1 + 1e-12)
     assert by_latency.latency_total_s[0] <= by_energy.latency_total_s[0] * (1 + 1e-12)
 
@@ -211,7 +211,7 @@ def test_golden_areas():
 
 def test_bad_objective():
     with pytest.raises(ConfigError, match="allowed values"):
-        AnalyticalModel(objective="speed")
+        AnalyticalModel(mapping_objective="speed")
 
 
 def test_empty_inputs():
