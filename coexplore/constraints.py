@@ -38,14 +38,14 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .common import ConfigError
+from .common import CONSTRAINABLE, HARDWARE_METRICS, ConfigError, metric_value
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("latency", "fps", "energy", "area")
+METRICS = CONSTRAINABLE  # latency, fps, energy, area (see coexplore.common.metrics)
 OPERATORS = ("<=", ">=")
 #: The one direction each metric may be bounded in.
-DIRECTION = {"latency": "<=", "energy": "<=", "area": "<=", "fps": ">="}
+DIRECTION = {m: HARDWARE_METRICS[m].constraint_op for m in METRICS}
 #: Accepted units (lower case) and their factor to SI.  ``""`` is a bare number.
 UNITS: Dict[str, Dict[str, float]] = {
     "latency": {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ns": 1e-9},
@@ -56,9 +56,6 @@ UNITS: Dict[str, Dict[str, float]] = {
 #: Units shown in error messages (the canonical spelling of each).
 _UNIT_NAMES = {"latency": "s, ms, us, ns", "energy": "J, mJ, uJ, nJ, pJ", "area": "mm2, mm^2",
                "fps": "a bare number (or fps, Hz)"}
-#: Keys a metrics mapping may use for each metric (plain name first, then SI-suffixed).
-_METRIC_KEYS = {"latency": ("latency", "latency_s"), "energy": ("energy", "energy_j"),
-                "area": ("area", "area_mm2"), "fps": ("fps",)}
 _DISPLAY_UNITS = {  # (threshold in SI, unit name, factor to SI), largest first: 0.83 ms, not 830 us
     "latency": ((0.1, "s", 1.0), (1e-4, "ms", 1e-3), (1e-7, "us", 1e-6), (0.0, "ns", 1e-9)),
     "energy": ((0.1, "J", 1.0), (1e-4, "mJ", 1e-3), (1e-7, "uJ", 1e-6), (1e-10, "nJ", 1e-9), (0.0, "pJ", 1e-12)),
@@ -218,18 +215,14 @@ class Constraint:
         return Constraint("latency", "<=", self.target_bound, self.spec)
 
     def value_in(self, metrics: Mapping[str, Any]) -> Any:
-        """This constraint's metric from a mapping keyed ``latency``/``latency_s``,
-        ``energy``/``energy_j``, ``area``/``area_mm2`` or ``fps`` (SI units); fps is
-        derived from latency when absent."""
-        for k in _METRIC_KEYS[self.metric]:
-            if k in metrics:
-                return metrics[k]
-        if self.metric == "fps":
-            for k in _METRIC_KEYS["latency"]:
-                if k in metrics:
-                    return 1.0 / metrics[k]
-        raise ConfigError(f"constraint {self.spec!r}: no value for {self.metric!r} among {sorted(metrics)}; "
-                          f"expected one of {list(_METRIC_KEYS[self.metric])}")
+        """This constraint's metric from a mapping keyed by metric names or storage keys
+        (``latency``/``latency_s``, ``energy``/``energy_j``, ``area``/``area_mm2``, ``fps``; SI
+        units); fps is derived from latency when absent."""
+        try:
+            return metric_value(metrics, self.metric)
+        except ConfigError:
+            raise ConfigError(f"constraint {self.spec!r}: no value for {self.metric!r} among {sorted(metrics)}; "
+                              f"expected key {HARDWARE_METRICS[self.metric].key!r}") from None
 
     # ---- plain form -------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -314,6 +307,47 @@ class ConstraintSet(_SequenceABC):
         for c in self._items:
             out[c.target_metric] = min(out.get(c.target_metric, math.inf), c.target_bound)
         return out
+
+
+    def violation(self, latency_s: Any, energy_j: Any, area_mm2: Any) -> np.ndarray:
+        """Total normalised violation ``sum_i max(0, g_i / bound_i)`` (0 where every constraint
+        holds), broadcast over the arguments (e.g. ``[n, A]`` over architectures and accelerators)."""
+        lat = np.asarray(latency_s, dtype=np.float64)
+        vals = {"latency_s": lat, "energy_j": np.asarray(energy_j, dtype=np.float64),
+                "area_mm2": np.asarray(area_mm2, dtype=np.float64)}
+        out = np.zeros(np.broadcast_shapes(*(v.shape for v in vals.values())))
+        for c in self._items:
+            out = out + np.maximum(0.0, c.normalized_g(metric_value(vals, c.metric)))
+        return out
+
+
+def constrained_argmin(score: Any, violation: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """The one rule for choosing an accelerator (or any design) under hard constraints.
+
+    Along the last axis: the least ``score`` among the entries that meet every constraint
+    (``violation <= 0``); where none does, the least ``score`` among the least-violating
+    entries.  It is what the final verification, the evaluator's labels, the cost table and
+    the baselines all use.
+
+    Args:
+        score: ``[..., A]`` objective (smaller is better).
+        violation: ``[..., A]`` total normalised violation (:meth:`ConstraintSet.violation`).
+
+    Returns:
+        ``(index [...], masked [..., A])``: the chosen position, and ``score`` with every
+        entry outside the eligible set (feasible ones, else least-violating ones) set to ``inf``.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    viol = np.broadcast_to(np.asarray(violation, dtype=np.float64), score.shape)
+    least = viol.min(axis=-1, keepdims=True)
+    eligible = viol <= np.maximum(least, 0.0)
+    masked = np.where(eligible, score, np.inf)
+    idx = np.argmin(masked, axis=-1)
+    # a row whose eligible scores are all inf/nan still gets an eligible index
+    bad = ~np.isfinite(np.take_along_axis(masked, idx[..., None], -1)[..., 0])
+    if np.any(bad):
+        idx = np.where(bad, np.argmax(eligible, axis=-1), idx)
+    return idx, masked
 
 
 # ---- feasibility ----------------------------------------------------------------------

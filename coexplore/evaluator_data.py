@@ -29,6 +29,7 @@ import numpy as np
 from .common import ConfigError, atomic_write_bytes, default_cache_dir
 
 
+from .constraints import constrained_argmin
 from .objectives import Objective
 from .pricing import CostTable
 
@@ -115,21 +116,6 @@ def random_onehot_encodings(space, n: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def constrained_score(lat: np.ndarray, en: np.ndarray, area: np.ndarray, objective: Objective, constraints) -> np.ndarray:
-    """``[n, A]`` objective with every pair that misses a constraint set to ``inf``; in rows where
-    no accelerator meets them all, only the least-violating accelerators keep their objective."""
-    score = np.array(objective(lat, en, area), dtype=np.float64)
-    if not len(constraints):
-        return score
-    vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
-    viol = sum(np.maximum(0.0, c.normalized_g(vals[c.metric])) for c in constraints)
-    out = np.where(viol > 0, np.inf, score)
-    none = ~np.isfinite(out).any(axis=1)
-    least = viol[none] <= viol[none].min(axis=1, keepdims=True)
-    out[none] = np.where(least, score[none], np.inf)
-    return out
-
-
 def dataset_key(table: CostTable, objective: Objective, num_arch: int, soft_fraction: float,
                 pairs_per_arch: int, seed: int, constraints: Sequence[str] = ()) -> str:
     blob = json.dumps({"format": DATASET_FORMAT, **table.key(), "objective": objective.key(), "n": num_arch,
@@ -199,8 +185,8 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
     for lo in range(0, num_arch, chunk):
         hi = min(num_arch, lo + chunk)
         lat, en, area = table.metrics(enc[lo:hi])
-        score = constrained_score(lat, en, area, objective, cons)
-        b = np.argmin(score, axis=1)
+        score = np.asarray(objective(lat, en, area), dtype=np.float64)
+        b, _ = constrained_argmin(score, cons.violation(lat, en, area))
         best[lo:hi] = b
         best_score[lo:hi] = score[np.arange(hi - lo), b]
         # pairs: the best accelerator plus k-1 random others per architecture

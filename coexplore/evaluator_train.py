@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from .common import ConfigError
 
 from .evaluator import Evaluator
-from .constraints import ConstraintSet
-from .evaluator_data import (EvaluatorDataset, constrained_score, generate_dataset, random_onehot_encodings,
+from .constraints import ConstraintSet, constrained_argmin
+from .evaluator_data import (EvaluatorDataset, generate_dataset, random_onehot_encodings,
                              random_soft_encodings)
 from .objectives import Objective
 from .pricing import CostTable
@@ -189,8 +189,8 @@ def score_evaluator(ev: Evaluator, table: CostTable, enc: np.ndarray, objective:
     hw = table.hardware
     n = enc.shape[0]
     lat, en, area = table.metrics(enc)  # [n, A]
-    score = constrained_score(lat, en, area, objective, ConstraintSet.parse(list(constraints)))
-    best = np.argmin(score, axis=1)
+    raw = np.asarray(objective(lat, en, area), dtype=np.float64)
+    best, score = constrained_argmin(raw, ConstraintSet.parse(list(constraints)).violation(lat, en, area))
     truth = hw.index_grid()[best]  # [n, P]
     x = torch.as_tensor(enc, dtype=torch.float32)
     with torch.no_grad():

@@ -105,22 +105,25 @@ class CostTable:
         en = self.fixed_energy[acc_index] + np.einsum("nd,dn->n", enc, self.cand_energy[:, acc_index])
         return lat, en, self.area[acc_index]
 
-    def score(self, enc: np.ndarray, objective: Union[str, Objective] = "edap") -> np.ndarray:
+    def score(self, enc: np.ndarray, objective: Objective) -> np.ndarray:
         """``[n, A]`` objective of every encoding on every accelerator."""
-        return Objective.parse(objective)(*self.metrics(enc))
+        return objective(*self.metrics(enc))
 
-    def best(self, enc: np.ndarray, objective: Union[str, Objective] = "edap",
-             feasible: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def best(self, enc: np.ndarray, objective: Objective, constraints=None) -> Tuple[np.ndarray, np.ndarray]:
         """Index ``[n]`` of the best accelerator per encoding and its score ``[n]``.
 
-        Args:
-            feasible: optional ``[n, A]`` mask; infeasible pairs are never chosen (their
-                rows score ``inf`` when nothing is feasible).
+        With ``constraints`` (a :class:`~coexplore.constraints.ConstraintSet`) the choice
+        follows :func:`~coexplore.constraints.constrained_argmin`: the best accelerator
+        meeting them, or the best of the least-violating ones.
         """
-        s = self.score(enc, objective)
-        if feasible is not None:
-            s = np.where(feasible, s, np.inf)
-        idx = np.argmin(s, axis=1)
+        from .constraints import constrained_argmin
+
+        lat, en, area = self.metrics(enc)
+        s = np.asarray(objective(lat, en, area), dtype=np.float64)
+        if constraints is None or not len(constraints):
+            idx = np.argmin(s, axis=1)
+        else:
+            idx, _ = constrained_argmin(s, constraints.violation(lat, en, area))
         return idx, s[np.arange(len(idx)), idx]
 
     def sample_costs(self, sample: Dict[str, str]) -> Dict[str, np.ndarray]:

@@ -49,6 +49,7 @@ from .evaluator import Evaluator
 from .hdx import HDXManipulator
 from .objectives import Objective
 from .pricing import CostTable
+from .verify import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ class CoExplorer:
         self.space = get_search_space(cfg.search_space)
         self.hw_space = get_hardware_space(cfg.hardware_space)
         self.table = CostTable(self.space, self.hw_space)
+        self.verifier = Verifier(self.table, self.objective, self.constraints)
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
         self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), PlotWriter(),
                                           *([ProgressBar()] if cfg.progress else []), *callbacks]
@@ -439,34 +441,9 @@ class CoExplorer:
             self.data.train.set_epoch(self.epoch)
         return float(res["accuracy"])
 
-    def _violation(self, lat: np.ndarray, en: np.ndarray, area: np.ndarray) -> np.ndarray:
-        """``[A]`` total normalised violation (sum of positive ``g / bound``) per accelerator."""
-        vals = {"latency": lat, "energy": en, "area": np.asarray(area), "fps": 1.0 / lat}
-        viol = np.zeros_like(lat)
-        for c in self.constraints:
-            viol = viol + np.maximum(0.0, c.normalized_g(vals[c.metric]))
-        return viol
-
     def verify(self, sample: Dict[str, str]) -> Dict[str, Any]:
-        """Exact analytical check of an architecture: the best accelerator of the hardware space
-        for the objective among those meeting every constraint (or, when none does, the one
-        with the least total normalised violation)."""
-        lat, en, area = (np.asarray(v)[0] for v in self.table.metrics(self.space.encode(sample)))
-        score = self.objective(lat, en, area)
-        viol = self._violation(lat, en, area)
-        feasible = viol <= 0
-        if feasible.any():
-            idx = int(np.argmin(np.where(feasible, score, np.inf)))
-        else:
-            idx = int(np.lexsort((score, viol))[0])
-        m = {"latency_s": float(lat[idx]), "fps": float(1.0 / lat[idx]), "energy_j": float(en[idx]),
-             "area_mm2": float(np.asarray(area)[idx]), "edp": float(lat[idx] * en[idx]),
-             "edap": float(lat[idx] * en[idx] * np.asarray(area)[idx])}
-        checks = self.constraints.check({"latency": m["latency_s"], "energy": m["energy_j"], "area": m["area_mm2"],
-                                         "fps": m["fps"]})
-        return {"accelerator_index": idx, "accelerator": self.table.accelerators[idx], "metrics": m,
-                "cost": float(score[idx]), "constraints": checks, "feasible": bool(feasible[idx]),
-                "any_feasible": bool(feasible.any())}
+        """Exact analytical check of an architecture (see :meth:`coexplore.verify.Verifier.check`)."""
+        return self.verifier.check(sample)
 
     def _epoch_row(self, epoch: int, warm: bool, stats: Dict[str, float], seconds: float) -> Dict[str, Any]:
         n, a = max(1, stats["n"]), max(1, stats["arch_steps"])
@@ -628,49 +605,9 @@ class CoExplorer:
         return res["best"], res
 
     def _repair(self, sample: Dict[str, str], v: Dict[str, Any]):
-        """Greedy repair: move one block at a time to a cheaper candidate until some accelerator
-        meets every constraint.  Each move is the one that removes the most normalised violation
-        per unit of architecture log-probability given up (the search's own belief of what
-        matters for accuracy).  Terminates: every move strictly lowers the violation, and the
-        all-cheapest architecture is feasible (checked before the search)."""
         logp = {b.label: torch.log_softmax(p.detach().cpu(), -1).numpy()
                 for b, p in zip(self.space.blocks, self.supernet.arch_parameters())}
-        moves: List[Dict[str, str]] = []
-        current = dict(sample)
-
-        def violation(s: Dict[str, str]) -> float:
-            lat, en, area = (np.asarray(x)[0] for x in self.table.metrics(self.space.encode(s)))
-            return float(self._violation(lat, en, area).min())
-
-        cur_v = violation(current)
-        for _ in range(10 * len(self.space.blocks)):
-            if cur_v <= 0:
-                break
-            best = None
-            for b in self.space.blocks:
-                i_now = b.candidates.index(current[b.label])
-                for j, op in enumerate(b.candidates):
-                    if op == current[b.label]:
-                        continue
-                    trial = {**current, b.label: op}
-                    nv = violation(trial)
-                    gain = cur_v - nv
-                    if gain <= 1e-12:
-                        continue
-                    lost = max(1e-6, float(logp[b.label][i_now] - logp[b.label][j]))
-                    score = gain / lost
-                    if best is None or score > best[0]:
-                        best = (score, b.label, op, nv)
-            if best is None:
-                break
-            _, label, op, nv = best
-            moves.append({"block": label, "from": current[label], "to": op})
-            current[label] = op
-            cur_v = nv
-        v2 = self.verify(current)
-        logger.warning("final design violated a constraint; repaired with %d block change(s): %s", len(moves),
-                       ", ".join(f"{m['block']} {m['from']}->{m['to']}" for m in moves) or "none possible")
-        return current, v2, moves
+        return self.verifier.repair(sample, logp)
 
     def retrain(self, sample: Dict[str, str]) -> Dict[str, Any]:
         """Train the derived network from scratch on train+val and report test accuracy."""
