@@ -15,9 +15,14 @@ from accelerators import (ConfigError, UnknownNameError, get_accelerator, get_ha
 from accelerators.cost_model import MAPPING_OBJECTIVES, AnalyticalModel
 from accelerators.networks import get_workload, list_workloads
 
+from .runfolder import ExitCode
+
 logger = logging.getLogger("coexplore")
 
-NETWORK_METRICS = ("edap", "edp", "latency", "energy", "area")
+from .objectives import PRODUCTS
+
+#: what `cost --space` can rank designs by: the product objectives (each minimised)
+NETWORK_METRICS = tuple(PRODUCTS)
 
 
 class UserError(Exception):
@@ -154,6 +159,7 @@ def cmd_evaluator_build(args: argparse.Namespace) -> int:
 def cmd_evaluator_report(args: argparse.Namespace) -> int:
     from search_spaces import get_search_space
 
+    from .constraints import ConstraintSet
     from .evaluator import Evaluator
     from .evaluator_train import fresh_encodings, report_to_markdown, score_evaluator
     from .objectives import Objective
@@ -166,7 +172,7 @@ def cmd_evaluator_report(args: argparse.Namespace) -> int:
     ev.check_provenance(table.key(), where=args.path)
     enc, soft = fresh_encodings(space, args.num_arch, seed=args.seed)
     report = score_evaluator(ev, table, enc, Objective.parse(meta.get("objective_spec", "edap")), soft=soft,
-                             constraints=meta.get("constraints") or [])
+                             constraints=ConstraintSet.parse(meta.get("constraints") or []))
     report.update({"search_space": space.name, "hardware_space": ev.hw_space.name})
     md = report_to_markdown(report)
     if args.format == "json":
@@ -196,34 +202,43 @@ def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .config import load_config
-    from .search import VIOLATED_EXIT_CODE, run_search
+    from .runfolder import CONFIG_FILE
+    from .search import run_search
 
+    config = args.config
+    out = Path(args.out) if args.out else None
+    if config is None and args.resume and out is not None and (out / CONFIG_FILE).is_file():
+        config = out / CONFIG_FILE  # --resume with only --out reuses the run's saved config
     overrides = list(args.overrides)
+    cfg = load_config(config, overrides)
     if args.quiet:
-        overrides.append("progress=false")
-    cfg = load_config(args.config, overrides)
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
+        cfg = cfg.replace(progress=False)
+    out = out if out is not None else Path("runs") / cfg.name
     result = run_search(cfg, out, resume=args.resume, cache_dir=args.cache_dir)
     _print_result(result, out, args.format)
-    return 0 if result["all_constraints_met"] else VIOLATED_EXIT_CODE
+    return int(result.exit_code)
 
 
-def _print_result(result: Dict[str, Any], out, fmt: str) -> None:
+def _print_result(result, out, fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps(result, indent=2, default=_json_default))
+        print(json.dumps(result.to_dict(), indent=2, default=_json_default))
         return
-    m = result["metrics"]
-    acc = result["accelerator"]
     print(f"run folder: {out}")
-    print("architecture: " + ", ".join(f"{k}={v}" for k, v in result["architecture"].items()))
+    if result.status == "diverged":
+        print(f"DIVERGED: {result.message}", file=sys.stderr)
+        return
+    m = result.metrics
+    acc = result.accelerator
+    print("architecture: " + ", ".join(f"{k}={v}" for k, v in result.architecture.items()))
     print(f"accelerator:  {acc['pe_x']}x{acc['pe_y']} PEs, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
           f"GLB {acc['glb_bytes'] // 1024} KB")
-    print(f"accuracy {100 * m['accuracy']:.2f}% ({result['accuracy_source']}), latency {m['latency_s'] * 1e3:.4g} ms "
+    chance = " (CHANCE LEVEL)" if result.chance_level else ""
+    print(f"accuracy {100 * m['accuracy']:.2f}%{chance} ({result.accuracy_source}), latency {m['latency_s'] * 1e3:.4g} ms "
           f"({m['fps']:.1f} fps), energy {m['energy_j'] * 1e3:.4g} mJ, area {m['area_mm2']:.4g} mm2, "
-          f"EDAP {m['edap']:.4g}  [checked by the analytical model]")
-    for c in result["constraints"]:
+          f"EDAP {m['edap']:.4g}  [checked by the {result.checked_by} model]")
+    for c in result.constraints:
         print(f"  {'OK  ' if c['satisfied'] else 'FAIL'} {c['spec']}: value {c['value']:.4g}, g = {c['g']:+.4g}")
-    if not result["all_constraints_met"]:
+    if not result.all_constraints_met:
         print("WARNING: the design does NOT meet every constraint (status: constraints-violated)", file=sys.stderr)
 
 
@@ -252,68 +267,65 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_parts(run):
+    """The result and the resolved search space of a finished run folder."""
+    from .config import load_config
+    from .runfolder import CONFIG_FILE, read_result
+
+    result = read_result(run)
+    if result.status == "diverged":
+        raise UserError(f"{run}: the run diverged ({result.message}); it has no design")
+    cfg = load_config(run / CONFIG_FILE)
+    return result, cfg, cfg.resolve_search_space()
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from accelerators import Accelerator
 
     from .plots import plot_accelerator, plot_trajectories
-    from search_spaces import get_search_space
 
     run = Path(args.run)
-    result = _read_result(run)
+    result, _, space = _run_parts(run)
     paths = plot_trajectories(run)
-    layers = get_search_space(result["search_space"]).layers(result["architecture"])
-    paths += plot_accelerator(Accelerator.from_dict(result["accelerator"]), layers, run / "plots" / "accelerator.png",
-                              formats=("png", "svg"))
+    paths += plot_accelerator(Accelerator.from_dict(result.accelerator), space.layers(result.architecture),
+                              run / "plots" / "accelerator.png", formats=("png", "svg"))
     for p in paths:
         print(p)
     return 0
 
 
-def _read_result(run) -> Dict[str, Any]:
-    f = run / "result.json"
-    if not f.is_file():
-        raise UserError(f"{run}: no result.json (is it a finished run folder?)")
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{f}: malformed JSON ({exc})") from None
-
-
 def cmd_retrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .common import write_json
-    from search_spaces import build_network, evaluate_network, get_data, get_search_space, train_network
+    from search_spaces import get_data
+    from search_spaces.train import resolve_device
 
-    from .config import load_config
+    from .finalize import chance_level, retrain
+    from .runfolder import write_result
 
     run = Path(args.run)
-    result = _read_result(run)
-    cfg = load_config(run / "config.yaml")
-    space = get_search_space(cfg.search_space)
-    data = get_data(cfg.data.name, path=cfg.data.path, val_fraction=cfg.data.val_fraction, seed=cfg.seed,
-                    batch_size=cfg.data.batch_size, augment=cfg.data.augment, limit=cfg.data.limit,
-                    cache_dir=args.cache_dir)
-    import torch
-    torch.manual_seed(cfg.seed)
-    model = build_network(space, result["architecture"])
+    result, cfg, space = _run_parts(run)
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be an integer >= 1, got {args.epochs}")
+    if args.lr is not None and not (args.lr > 0 and args.lr < float("inf")):
+        raise UserError(f"--lr must be a finite number > 0, got {args.lr}")
+    device = resolve_device(args.device)
+    d = cfg.data
+    data = get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, batch_size=d.batch_size,
+                    augment=d.augment, limit=d.limit, cache_dir=args.cache_dir)
     epochs = args.epochs or max(1, cfg.retrain_epochs)
-    hist = train_network(model, data.train, epochs, args.lr or cfg.retrain_lr, args.device,
-                         seed=cfg.seed, progress=not args.quiet)
-    res = evaluate_network(model, data.test, args.device)
-    retrain = {"epochs": epochs, "test_accuracy": float(res["accuracy"]), "test_loss": float(res["loss"]),
-               "final_train_accuracy": float(hist[-1]["accuracy"]),
-               "parameters": int(sum(p.numel() for p in model.parameters()))}
-    result["retrain"] = retrain
-    result["metrics"]["accuracy"] = retrain["test_accuracy"]
-    result["metrics"]["error"] = 1.0 - retrain["test_accuracy"]
-    result["accuracy_source"] = "retrained-test"
-    write_json(run / "result.json", result)
-    print(json.dumps(retrain, indent=2) if args.format == "json" else
-          f"{run}: test accuracy {100 * retrain['test_accuracy']:.2f}% after {epochs} epochs from scratch "
-          f"({retrain['parameters']:,} parameters); result.json updated")
+    rt = retrain(space, result.architecture, data, epochs, args.lr or cfg.retrain_lr, device, cfg.seed,
+                 progress=not args.quiet)
+    acc = rt["test_accuracy"]
+    result = result.with_(retrains=[*result.retrains, rt], accuracy_source="retrained-test (coexplore retrain)",
+                          metrics={**result.metrics, "accuracy": acc, "error": 1.0 - acc},
+                          chance_level=chance_level(acc, space.num_classes, rt["test_samples"]))
+    write_result(run, result)
+    print(json.dumps(rt, indent=2) if args.format == "json" else
+          f"{run}: test accuracy {100 * acc:.2f}% after {epochs} epochs from scratch "
+          f"({rt['parameters']:,} parameters, {rt['seconds']:.1f} s); added to result.json")
     return 0
 
 
@@ -323,13 +335,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from accelerators import Accelerator
 
     from .export import export_timeloop, export_zigzag
-    from search_spaces import get_search_space
 
     if args.run:
         run = Path(args.run)
-        result = _read_result(run)
-        acc = Accelerator.from_dict(result["accelerator"])
-        layers = get_search_space(result["search_space"]).layers(result["architecture"])
+        result, _, space = _run_parts(run)
+        acc = Accelerator.from_dict(result.accelerator)
+        layers = space.layers(result.architecture)
         out = Path(args.out) if args.out else run / "export"
     else:
         if not (args.accelerator and args.workload):
@@ -362,7 +373,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                        threads=args.threads, ray_address=args.ray_address)
     except KeyboardInterrupt:
         print("coexplore sweep: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
     if not args.dry_run:
         df = summarize(args.out)
     if args.format == "json":
@@ -382,7 +393,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, jobs=args.jobs, quick=args.quick, cache_dir=args.cache_dir, progress=not args.quiet)
     print(summary["table"])
     print(f"\nPareto plot: {summary['pareto_png']}\nresults:     {summary['csv']}")
-    return 0 if summary["hdx_met"] else 3
+    return 0 if summary["hdx_met"] else int(ExitCode.CONSTRAINTS_VIOLATED)
 
 
 # ---------------------------------------------------------------------------------------
@@ -547,9 +558,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, UnknownNameError, FileNotFoundError) as exc:
+    except (UserError, ConfigError, UnknownNameError) as exc:
         print(f"coexplore {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(ExitCode.USER_ERROR)
+    except OSError as exc:  # a file that could not be read or written, named by the OS
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"coexplore {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return int(ExitCode.USER_ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

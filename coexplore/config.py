@@ -2,25 +2,31 @@
 saved with the run (timm's ``args.yaml`` pattern).
 
 Parsed configs are frozen, typed dataclasses validated at the boundary: unknown keys and
-bad values fail with a message that names the field and the allowed values.
+bad values fail with a message that names the field and the allowed values.  Objectives
+and constraints are parsed here, once, and travel as :class:`~coexplore.objectives.Objective`
+and :class:`~coexplore.constraints.ConstraintSet` objects; the search space and the
+hardware space may be a built-in name, a YAML path, an inline mapping or the object itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .common import ConfigError
-from .common import read_yaml
-
+from .common import ConfigError, loads_yaml, read_yaml, write_yaml
+from .constraints import ConstraintSet
 from .objectives import Objective
 
-METHODS = ("dance", "hdx", "nas-hw", "random", "evolution")
 PATH_MODES = ("gumbel", "binary", "darts")
+HW_ENCODINGS = ("expected", "argmax")
+HW_MODES = ("argmax", "gumbel")
+#: Seeds are 32-bit unsigned integers (what every RNG of the stack accepts).
+MAX_SEED = 2 ** 32 - 1
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,8 @@ class DataConfig:
 
     name: str = "mnist-embedded"  # mnist-embedded | cifar10 | image-folder
     path: Optional[str] = None  # source for cifar10 / image-folder
-    limit: Optional[int] = None  # cap per split (stratified), for quick runs
-    val_fraction: float = 0.2  # training images held out for the architecture step
+    limit: Optional[int] = None  # cap per split (stratified), for quick runs; null: everything
+    val_fraction: float = 0.2  # training images held out for the architecture step, in (0, 1)
     batch_size: int = 64  # images per step
     augment: bool = True  # standard augmentation on the weight step
 
@@ -39,7 +45,7 @@ class DataConfig:
 class EvaluatorConfig:
     """The DANCE evaluator used as the differentiable hardware cost."""
 
-    path: Optional[str] = None  # a trained checkpoint; None builds one (cached by spaces + cost model)
+    path: Optional[str] = None  # a trained checkpoint; null builds one (cached by spaces + cost source)
     num_arch: int = 5000  # architectures sampled when building
     pairs_per_arch: int = 24  # (architecture, accelerator) pairs per architecture when building
     epochs_generator: int = 30  # training epochs of the hardware-generation network
@@ -51,110 +57,253 @@ class EvaluatorConfig:
 class HDXConfig:
     """HDX gradient manipulation (see :mod:`coexplore.hdx`)."""
 
-    kappa0: float = 0.1  # initial margin factor of delta
-    growth: float = 1.5  # delta growth per step while violated
-    decay: float = 0.5  # delta relaxation per step once met
-    kappa_max: float = 10.0  # cap of the margin factor
-    calibrate: bool = True  # tighten the surrogate's target when the analytical check disagrees
-    calibrate_step: float = 0.03  # target tightening per disagreeing epoch (fraction of the bound)
+    kappa0: float = 0.1  # initial margin factor of delta, >= 0
+    growth: float = 1.5  # delta growth per step while violated, >= 1
+    decay: float = 0.5  # delta relaxation per step once met, in (0, 1]
+    kappa_max: float = 10.0  # cap of the margin factor, >= kappa0
+    calibrate: bool = True  # steer the surrogate's target by the analytical check, every epoch
+    calibrate_step: float = 0.03  # target tightening per disagreeing epoch (fraction of the bound), in [0, 0.5]
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a co-exploration run needs; saved as ``config.yaml`` in the run folder."""
 
-    name: str = "search"  # run label
-    method: str = "hdx"  # dance (soft penalty) | hdx (hard constraints) | nas-hw (FLOPs penalty, then HW)
-    #                      | random | evolution (NSGA-II): one-shot baselines on the same budget
-    seed: int = 0  # seeds data split, initialisation and sampling
-    search_space: str = "tiny-mnist"  # built-in name or YAML path
-    hardware_space: str = "small"  # built-in name or YAML path
-    objective: Any = "edap"  # edap | edp | latency | energy | area | {weighted: {metric: w}}
-    lam: float = 1.0  # lambda: weight of the normalised hardware cost in the loss
-    constraints: Tuple[str, ...] = ()  # e.g. ["latency <= 2ms", "area <= 4mm2"]
-    epochs: int = 8  # search epochs (after the warm-up)
-    warmup_epochs: int = 2  # weights-only epochs first
-    steps_per_epoch: Optional[int] = None  # cap steps per epoch (None: one pass over the train split)
+    name: str = "search"  # run label (a name, not a path)
+    method: str = "hdx"  # a registered method: dance | hdx | nas-hw | random | evolution | your own
+    seed: int = 0  # seeds data split, initialisation and sampling; 0 .. 2^32-1
+    search_space: Any = "tiny-mnist"  # built-in name, YAML path, inline mapping or a SearchSpace
+    hardware_space: Any = "small"  # built-in name, YAML path, inline mapping or a HardwareSpace
+    cost_model: str = "analytical"  # the cost source that prices and checks designs (a registered name)
+    mapping_objective: str = "edp"  # what the cost model's per-layer mapping search minimises
+    objective: Objective = Objective("edap")  # network objective: edap | edp | latency | energy | area | {weighted: ...}
+    lam: float = 1.0  # lambda: weight of the normalised hardware cost in the loss, >= 0
+    constraints: ConstraintSet = ConstraintSet()  # e.g. ["latency <= 2ms", "area <= 4mm2"]
+    epochs: int = 8  # search epochs (after the warm-up), >= 1
+    warmup_epochs: int = 2  # weights-only epochs first, >= 0
+    steps_per_epoch: Optional[int] = None  # cap steps per epoch (null: one pass over the train split)
     path_mode: str = "gumbel"  # gumbel | binary | darts
-    hw_encoding: str = "expected"  # what the evaluator prices: expected (soft probabilities) | argmax (straight-through)
-    tau0: float = 5.0  # initial Gumbel temperature
-    tau_min: float = 0.5  # final Gumbel temperature (exponential schedule)
-    w_lr: float = 0.05  # weight SGD learning rate (cosine)
-    w_momentum: float = 0.9  # weight SGD momentum
-    w_weight_decay: float = 4e-5  # weight SGD weight decay
-    a_lr: float = 0.01  # architecture Adam learning rate
-    a_weight_decay: float = 0.0  # architecture Adam weight decay
+    hw_encoding: str = "expected"  # what the hardware cost prices: expected (soft probabilities) | argmax (straight-through)
+    tau0: float = 5.0  # initial Gumbel temperature, > 0
+    tau_min: float = 0.5  # final Gumbel temperature (exponential schedule), in (0, tau0]
+    w_lr: float = 0.05  # weight SGD learning rate (cosine), > 0
+    w_momentum: float = 0.9  # weight SGD (Nesterov) momentum, in (0, 1)
+    w_weight_decay: float = 4e-5  # weight SGD weight decay, >= 0
+    a_lr: float = 0.01  # architecture Adam learning rate, > 0
+    a_weight_decay: float = 0.0  # architecture Adam weight decay, >= 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    repair: bool = True  # repair a final design that violates a constraint (hdx: always on)
-    baseline_budget: int = 48  # random / evolution: architectures scored (inherited accuracy + exact cost)
-    population: int = 16  # evolution: population size
+    repair: bool = True  # repair a final design that violates a constraint (every method honours it)
+    baseline_budget: int = 48  # random / evolution: architectures scored (inherited accuracy + exact cost), >= 1
+    population: int = 16  # evolution: population size, >= 2
     joint_hw: bool = False  # evolution: the accelerator is a gene too (else chosen exactly per architecture)
     retrain_epochs: int = 0  # train the derived network from scratch afterwards (0: skip)
-    retrain_lr: float = 0.05  # learning rate of the retraining
-    progress: bool = True  # progress bars
+    retrain_lr: float = 0.05  # learning rate of the retraining, > 0
+    progress: bool = True  # progress bars (not part of a run's identity)
     data: DataConfig = field(default_factory=DataConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     hdx: HDXConfig = field(default_factory=HDXConfig)
 
     def __post_init__(self) -> None:
-        _check_choice("method", self.method, METHODS)
-        _check_choice("path_mode", self.path_mode, PATH_MODES)
-        _check_choice("hw_encoding", self.hw_encoding, ("expected", "argmax"))
-        _check_choice("evaluator.hw_mode", self.evaluator.hw_mode, ("argmax", "gumbel"))
-        Objective.parse(self.objective)
-        for name in ("epochs", "warmup_epochs", "retrain_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"config: {name} must be >= 0, got {getattr(self, name)}")
-        if self.epochs < 1:
-            raise ConfigError("config: epochs must be >= 1")
-        for name in ("lam", "w_lr", "a_lr", "tau0", "tau_min", "retrain_lr"):
-            v = getattr(self, name)
-            if not (v >= 0 if name == "lam" else v > 0):
-                raise ConfigError(f"config: {name} must be {'>= 0' if name == 'lam' else '> 0'}, got {v}")
-        if self.tau_min > self.tau0:
-            raise ConfigError(f"config: tau_min ({self.tau_min}) must not exceed tau0 ({self.tau0})")
-        if not 0 < self.data.val_fraction < 1:
-            raise ConfigError(f"config: data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
-        if self.data.batch_size < 1:
-            raise ConfigError("config: data.batch_size must be >= 1")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError("config: steps_per_epoch must be >= 1 or null")
-        if self.method == "hdx" and not self.constraints:
-            raise ConfigError("config: method 'hdx' needs at least one constraint, e.g. constraints: ['fps >= 60']")
-        from .constraints import ConstraintSet  # parses and validates every constraint
-        ConstraintSet.parse(list(self.constraints))
+        object.__setattr__(self, "objective", Objective.parse(self.objective))
+        object.__setattr__(self, "constraints", ConstraintSet.parse(self.constraints))
+        _validate(self)
+
+    # ---- resolved objects ---------------------------------------------------------------
+    def resolve_search_space(self):
+        """The :class:`~search_spaces.SearchSpace` this config names (or holds)."""
+        return resolve_search_space(self.search_space)
+
+    def resolve_hardware_space(self):
+        """The :class:`~accelerators.HardwareSpace` this config names (or holds)."""
+        return resolve_hardware_space(self.hardware_space)
+
+    def cost_source(self):
+        """The configured cost source (:class:`~accelerators.CostSource`)."""
+        from accelerators import get_cost_source
+        return get_cost_source(self.cost_model, mapping_objective=self.mapping_objective)
+
+    def get_method(self):
+        """The registered :class:`~coexplore.methods.Method` of this config."""
+        from .methods import get_method
+        return get_method(self.method)
 
     # ---- I/O ---------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["constraints"] = list(self.constraints)
-        d["objective"] = Objective.parse(self.objective).to_spec()
+        """A plain, YAML-ready mapping (spaces given as objects are written inline)."""
+        d: Dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("search_space", "hardware_space"):
+                v = v.to_dict() if hasattr(v, "to_dict") else v
+            elif f.name == "objective":
+                v = v.to_spec()
+            elif f.name == "constraints":
+                v = v.to_list()
+            elif dataclasses.is_dataclass(v):
+                v = dataclasses.asdict(v)
+            d[f.name] = v
+        return d
+
+    def identity(self) -> Dict[str, Any]:
+        """:meth:`to_dict` without what does not change the result (``progress``): what a
+        resume compares."""
+        d = self.to_dict()
+        d.pop("progress", None)
         return d
 
     def save(self, path: Union[str, Path]) -> None:
-        from .common import write_yaml
         write_yaml(path, self.to_dict())
 
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
 
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+
+# ---------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num(name: str, v: Any, lo: Optional[float] = None, hi: Optional[float] = None, lo_open: bool = False,
+         hi_open: bool = False) -> None:
+    lo_s = "" if lo is None else (f"> {lo:g}" if lo_open else f">= {lo:g}")
+    hi_s = "" if hi is None else (f"< {hi:g}" if hi_open else f"<= {hi:g}")
+    rng = " and ".join(s for s in (lo_s, hi_s) if s) or "finite"
+    if not _is_num(v) or not math.isfinite(v):
+        raise ConfigError(f"config: {name} must be a finite number ({rng}), got {v!r}")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise ConfigError(f"config: {name} must be {rng}, got {v!r}")
+    if hi is not None and (v >= hi if hi_open else v > hi):
+        raise ConfigError(f"config: {name} must be {rng}, got {v!r}")
+
+
+def _int(name: str, v: Any, lo: int, hi: Optional[int] = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"config: {name} must be an integer >= {lo}, got {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        raise ConfigError(f"config: {name} must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {v!r}")
+
+
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"config: {name} is {value!r}; allowed values: {list(allowed)}")
 
 
+def _validate(c: RunConfig) -> None:
+    import re
+    if not isinstance(c.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}", c.name):
+        raise ConfigError(f"config: name must be a run name (letters, digits and . _ + = -, at most 128 characters, "
+                          f"no path separators), got {c.name!r}")
+    from .methods import METHODS
+    if c.method not in METHODS:
+        METHODS.get(c.method)  # raises UnknownNameError listing the registered methods
+    _int("seed", c.seed, 0, MAX_SEED)
+    _choice("path_mode", c.path_mode, PATH_MODES)
+    _choice("hw_encoding", c.hw_encoding, HW_ENCODINGS)
+    _choice("evaluator.hw_mode", c.evaluator.hw_mode, HW_MODES)
+    from accelerators import MAPPING_OBJECTIVES, list_cost_sources
+    _choice("cost_model", c.cost_model, list_cost_sources())
+    _choice("mapping_objective", c.mapping_objective, MAPPING_OBJECTIVES)
+    _int("epochs", c.epochs, 1)
+    _int("warmup_epochs", c.warmup_epochs, 0)
+    _int("retrain_epochs", c.retrain_epochs, 0)
+    if c.steps_per_epoch is not None:
+        _int("steps_per_epoch", c.steps_per_epoch, 1)
+    _num("lam", c.lam, 0.0)
+    for name in ("w_lr", "a_lr", "tau0", "tau_min", "retrain_lr"):
+        _num(name, getattr(c, name), 0.0, lo_open=True)
+    if c.tau_min > c.tau0:
+        raise ConfigError(f"config: tau_min ({c.tau_min}) must not exceed tau0 ({c.tau0})")
+    _num("w_momentum", c.w_momentum, 0.0, 1.0, lo_open=True, hi_open=True)  # Nesterov needs momentum > 0
+    _num("w_weight_decay", c.w_weight_decay, 0.0)
+    _num("a_weight_decay", c.a_weight_decay, 0.0)
+    _device(c.device)
+    _int("baseline_budget", c.baseline_budget, 1)
+    _int("population", c.population, 2)
+    for name in ("repair", "joint_hw", "progress", "data.augment", "hdx.calibrate"):
+        obj, attr = (c, name) if "." not in name else (getattr(c, name.split(".")[0]), name.split(".")[1])
+        if not isinstance(getattr(obj, attr), bool):
+            raise ConfigError(f"config: {name} must be true or false, got {getattr(obj, attr)!r}")
+    d = c.data
+    if not isinstance(d.name, str) or not d.name:
+        raise ConfigError(f"config: data.name must be a dataset name, got {d.name!r}")
+    if d.limit is not None:
+        _int("data.limit", d.limit, 1)
+    _num("data.val_fraction", d.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+    _int("data.batch_size", d.batch_size, 1, 1 << 16)
+    e = c.evaluator
+    _int("evaluator.num_arch", e.num_arch, 10)
+    _int("evaluator.pairs_per_arch", e.pairs_per_arch, 1)
+    _int("evaluator.epochs_generator", e.epochs_generator, 1)
+    _int("evaluator.epochs_estimator", e.epochs_estimator, 1)
+    h = c.hdx
+    _num("hdx.kappa0", h.kappa0, 0.0)
+    _num("hdx.growth", h.growth, 1.0)
+    _num("hdx.decay", h.decay, 0.0, 1.0, lo_open=True)
+    _num("hdx.kappa_max", h.kappa_max, h.kappa0)
+    _num("hdx.calibrate_step", h.calibrate_step, 0.0, 0.5)
+    method = c.get_method()
+    if method.needs_constraints and not len(c.constraints):
+        raise ConfigError(f"config: method {c.method!r} needs at least one constraint, e.g. constraints: ['fps >= 60']")
+    for key in ("search_space", "hardware_space"):
+        v = getattr(c, key)
+        if not (isinstance(v, (str, Mapping)) or hasattr(v, "to_dict")):
+            raise ConfigError(f"config: {key} must be a built-in name, a YAML path, a mapping or a space object, "
+                              f"got {type(v).__name__}")
+        if isinstance(v, str) and not v:
+            raise ConfigError(f"config: {key} must not be empty")
+
+
+def _device(name: Any) -> None:
+    allowed = "auto, cpu, cuda or cuda:N"
+    if not isinstance(name, str) or not (name in ("auto", "cpu", "cuda") or
+                                         (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError(f"config: device is {name!r}; allowed values: {allowed}")
+
+
+# ---------------------------------------------------------------------------------------
+# spaces by name, path, mapping or object
+# ---------------------------------------------------------------------------------------
+
+def resolve_search_space(value: Any):
+    from search_spaces import SearchSpace, get_search_space
+    if isinstance(value, SearchSpace):
+        return value
+    if isinstance(value, Mapping):
+        return SearchSpace.from_dict(value, where="config: search_space")
+    return get_search_space(value)
+
+
+def resolve_hardware_space(value: Any):
+    from accelerators import HardwareSpace, get_hardware_space
+    if isinstance(value, HardwareSpace):
+        return value
+    if isinstance(value, Mapping):
+        return HardwareSpace.from_dict(value, where="config: hardware_space")
+    return get_hardware_space(value)
+
+
+# ---------------------------------------------------------------------------------------
+# building from plain data
+# ---------------------------------------------------------------------------------------
+
 def _build(cls, data: Mapping[str, Any], where: str):
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"config: {where or 'the config'} must be a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(str(k) for k in set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed fields: {sorted(names)}")
+        sect = f"{where}: " if where else ""
+        raise ConfigError(f"config: {sect}unknown field(s) {unknown}; allowed fields: {sorted(names)}")
     kwargs = {}
     for k, v in data.items():
         t = hints[k]
         sub = f"{where}.{k}" if where else k
-        if dataclasses.is_dataclass(t):
-            kwargs[k] = _build(t, v or {}, sub)
+        if dataclasses.is_dataclass(t) and t is not Objective:
+            kwargs[k] = _build(t, v if v is not None else {}, sub)
         else:
             kwargs[k] = _coerce(t, v, sub)
     return cls(**kwargs)
@@ -164,33 +313,37 @@ def _coerce(t, v, where: str):
     origin = get_origin(t)
     if t is Any:
         return v
+    if t is Objective:
+        return Objective.parse(v)
+    if t is ConstraintSet:
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, (list, tuple, ConstraintSet)) and v is not None:
+            raise ConfigError(f"config: {where} must be a list of constraints such as ['latency <= 2ms'], got {v!r}")
+        return ConstraintSet.parse(v)
     if origin is Union:  # Optional[X]
         args = [a for a in get_args(t) if a is not type(None)]
         if v is None:
             return None
         return _coerce(args[0], v, where)
-    if origin in (tuple, Tuple):
-        if isinstance(v, str):
-            v = [v]
-        if not isinstance(v, (list, tuple)):
-            raise ConfigError(f"config: {where} must be a list, got {v!r}")
-        return tuple(_coerce(get_args(t)[0], x, where) for x in v)
     if t is bool:
         if isinstance(v, bool):
             return v
-        if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return v.lower() in ("true", "yes", "1")
+        if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no"):
+            return v.lower() in ("true", "yes")
         raise ConfigError(f"config: {where} must be true or false, got {v!r}")
     if t is int:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.lstrip("-").isdigit()):
+            if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 63:
+                return int(v)
             raise ConfigError(f"config: {where} must be an integer, got {v!r}")
         return int(v)
     if t is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise ConfigError(f"config: {where} must be a number, got {v!r}")
         try:
-            if isinstance(v, bool):
-                raise ValueError
             return float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"config: {where} must be a number, got {v!r}") from None
     if t is str:
         if not isinstance(v, (str, int, float)) or isinstance(v, bool):
@@ -201,23 +354,41 @@ def _coerce(t, v, where: str):
 
 def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
     """Apply ``key=value`` overrides (dotted keys for nested fields; values parsed as YAML)."""
-    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    out = yaml.safe_load(yaml.safe_dump(_plain(data)))  # deep copy
     for item in overrides:
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. epochs=4 or hdx.growth=2")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. epochs=4 or hdx.growth=2")
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
+            value = loads_yaml(raw, where=f"override {key}") if raw != "" else None
+        except ConfigError:
             value = raw
         node = out
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
                 raise ConfigError(f"override {item!r}: {p} is not a section")
+            node = nxt
         node[parts[-1]] = value
     return out
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {str(k): _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    if hasattr(data, "to_dict") and not isinstance(data, type):
+        return _plain(data.to_dict())
+    if isinstance(data, ConstraintSet):
+        return data.to_list()
+    return data
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -225,18 +396,20 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str
     data: Dict[str, Any] = {}
     where = "config"
     if path is not None:
-        data = read_yaml(path) or {}
+        raw = read_yaml(path)
         where = str(path)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a run config must be a YAML mapping")
-    if path is not None:
-        data = _resolve_relative(data, Path(path).resolve().parent)
+        if raw is None:
+            raise ConfigError(f"{path}: the file is empty; a run config is a YAML mapping of fields "
+                              f"(see `coexplore config --defaults`)")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a run config must be a YAML mapping, got {type(raw).__name__}")
+        data = _resolve_relative(raw, Path(path).resolve().parent)
     data = apply_overrides(data, overrides)
     try:
         return _build(RunConfig, data, "")
     except ConfigError as exc:
         msg = str(exc)
-        raise ConfigError(f"{where}: {msg}" if not msg.startswith(where) else msg) from None
+        raise ConfigError(f"{where}: {msg.removeprefix('config: ')}" if path is not None else msg) from None
 
 
 def _resolve_relative(data: Dict[str, Any], base: Path) -> Dict[str, Any]:
@@ -257,4 +430,21 @@ def _resolve_relative(data: Dict[str, Any], base: Path) -> Dict[str, Any]:
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """A :class:`RunConfig` from a plain mapping (e.g. a saved ``config.yaml``)."""
     return _build(RunConfig, dict(data), "")
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> Dict[str, Tuple[Any, Any]]:
+    """``{dotted key: (a's value, b's value)}`` of the fields that differ (``progress`` ignored)."""
+    def flat(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, Mapping) and k not in ("search_space", "hardware_space", "objective"):
+                out.update(flat(v, key + "."))
+            else:
+                out[key] = v
+        return out
+
+    fa, fb = flat(a.identity()), flat(b.identity())
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .common import atomic_write_text
+from .runfolder import checkpoint_path, result_path
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,8 @@ def _one(args: Tuple[str, List[str], str, Optional[str]]) -> Dict[str, Any]:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     cfg = load_config(None, overrides)
-    resume = (Path(run_dir) / "checkpoints" / "last.pt").is_file()
-    if (Path(run_dir) / "result.json").is_file():
-        import json
-        return json.loads((Path(run_dir) / "result.json").read_text())
-    return run_search(cfg, run_dir, resume=resume, cache_dir=cache_dir)
+    resume = checkpoint_path(run_dir).is_file() or result_path(run_dir).is_file()
+    return run_search(cfg, run_dir, resume=resume, cache_dir=cache_dir).to_dict()
 
 
 def run_demo(out: Union[str, Path] = "runs/demo", jobs: int = 2, quick: bool = False,

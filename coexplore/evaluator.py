@@ -258,8 +258,12 @@ class Evaluator(nn.Module):
 
     def check_provenance(self, expect: Dict[str, str], where: str = "evaluator") -> None:
         """Raise unless the evaluator was trained for ``expect`` (e.g. ``CostTable.key()``:
-        ``search_space``, ``hardware_space``, ``cost_model`` fingerprints)."""
+        the ``search_space``, ``hardware_space`` and ``cost_source`` fingerprints and the
+        ``batch``).  A key the evaluator does not record counts as a mismatch."""
         for k, v in expect.items():
-            if k in self.meta and str(self.meta[k]) != str(v):
+            if k not in self.meta:
+                raise ConfigError(f"{where}: evaluator does not record its {k} (it predates this coexplore); "
+                                  f"rebuild it with `coexplore evaluator build`")
+            if str(self.meta[k]) != str(v):
                 raise ConfigError(f"{where}: evaluator was trained for {k} {self.meta[k]!r} but this run has {v!r}; "
                                   f"rebuild it with `coexplore evaluator build`")

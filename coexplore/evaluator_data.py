@@ -29,7 +29,7 @@ import numpy as np
 from .common import ConfigError, atomic_write_bytes, default_cache_dir
 
 
-from .constraints import constrained_argmin
+from .constraints import ConstraintSet, constrained_argmin
 from .objectives import Objective
 from .pricing import CostTable
 
@@ -117,17 +117,18 @@ def random_onehot_encodings(space, n: int, rng: np.random.Generator) -> np.ndarr
 
 
 def dataset_key(table: CostTable, objective: Objective, num_arch: int, soft_fraction: float,
-                pairs_per_arch: int, seed: int, constraints: Sequence[str] = ()) -> str:
+                pairs_per_arch: int, seed: int, constraints: Optional[ConstraintSet] = None) -> str:
     blob = json.dumps({"format": DATASET_FORMAT, **table.key(), "objective": objective.key(), "n": num_arch,
                        "soft": soft_fraction, "pairs": pairs_per_arch, "seed": seed,
-                       **({"constraints": sorted(constraints)} if constraints else {})}, sort_keys=True)
+                       **({"constraints": sorted(constraints.to_list())} if constraints else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap", num_arch: int = 50_000,
+def generate_dataset(table: CostTable, objective: Objective, num_arch: int = 50_000,
                      soft_fraction: float = 0.5, pairs_per_arch: int = 36, seed: int = 0,
                      cache_dir: Optional[Union[str, Path]] = None, use_cache: bool = True,
-                     progress: bool = True, chunk: int = 4096, constraints: Sequence[str] = ()) -> EvaluatorDataset:
+                     progress: bool = True, chunk: int = 4096,
+                     constraints: Optional[ConstraintSet] = None) -> EvaluatorDataset:
     """Sample architectures, price them on the whole hardware space, label, and cache.
 
     Args:
@@ -144,12 +145,13 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
         use_cache: read and write the cache.
         progress: show a progress bar.
         chunk: architectures priced per matrix product.
-        constraints: hard constraints (e.g. ``["latency <= 2ms"]``): the label is then the best
+        constraints: hard constraints (a :class:`ConstraintSet`): the label is then the best
             accelerator *among those meeting them* (the least-violating one when none does), as
             HDX's final refinement chooses, so that the generator predicts the hardware a
             constrained search will really get.
     """
-    objective = Objective.parse(objective)
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be an Objective (parse it at the boundary), got {type(objective).__name__}")
     if table.hardware is None:
         raise ConfigError("generate_dataset needs a CostTable built on a HardwareSpace (for the per-parameter labels)")
     if num_arch < 10:
@@ -158,10 +160,9 @@ def generate_dataset(table: CostTable, objective: Union[str, Objective] = "edap"
         raise ConfigError(f"soft_fraction must be in [0, 1], got {soft_fraction}")
     if pairs_per_arch < 1:
         raise ConfigError(f"pairs_per_arch must be >= 1, got {pairs_per_arch}")
-    from .constraints import ConstraintSet
-    cons = ConstraintSet.parse(list(constraints))
-    key = dataset_key(table, objective, num_arch, soft_fraction, pairs_per_arch, seed, cons.to_list())
-    path = Path(cache_dir or default_cache_dir()) / "evaluator-data" / f"{key}.npz"
+    cons = constraints if constraints is not None else ConstraintSet()
+    key = dataset_key(table, objective, num_arch, soft_fraction, pairs_per_arch, seed, cons)
+    path = default_cache_dir(cache_dir) / "evaluator-data" / f"{key}.npz"
     if use_cache and path.is_file():
         logger.info("evaluator dataset: cache hit %s", path)
         return EvaluatorDataset.load(path)

@@ -101,13 +101,24 @@ def _fit(step_loss: Callable[[np.ndarray], torch.Tensor], val_loss: Callable[[],
 
 def train_evaluator(ds: EvaluatorDataset, table: CostTable, cfg: TrainConfig = TrainConfig(),
                     progress: bool = True) -> Evaluator:
-    """Train both networks of the evaluator on ``ds``; returns it in eval mode."""
+    """Train both networks of the evaluator on ``ds``; returns it in eval mode.
+
+    Its randomness (initialisation; the batches are drawn by numpy generators seeded from
+    ``cfg.seed``) comes from torch's global generator forked and seeded inside the call, so
+    the caller's random streams are untouched -- building an evaluator, or finding it in the
+    cache, never changes what the rest of a run draws.
+    """
     if ds.meta.get("search_space") != table.space.fingerprint():
         raise ConfigError("evaluator dataset was generated for another search space")
-    torch.manual_seed(cfg.seed)
+    from .seeds import isolated_torch_rng
+    with isolated_torch_rng(cfg.seed):
+        return _train_evaluator(ds, table, cfg, progress)
+
+
+def _train_evaluator(ds: EvaluatorDataset, table: CostTable, cfg: TrainConfig, progress: bool) -> Evaluator:
     hw = table.hardware
-    meta = {k: ds.meta[k] for k in ("search_space", "hardware_space", "cost_model", "objective", "objective_spec",
-                                    "search_space_name", "hardware_space_name")}
+    meta = {k: ds.meta[k] for k in ("search_space", "hardware_space", "cost_source", "batch", "objective",
+                                    "objective_spec", "search_space_name", "hardware_space_name")}
     meta["constraints"] = list(ds.meta.get("constraints") or [])
     ev = Evaluator(ds.enc.shape[1], hw, cfg.width, cfg.blocks, meta=meta)
     split = _split(ds.num_arch, cfg)
@@ -175,9 +186,9 @@ def _mape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - true) / np.abs(true)) * 100.0)
 
 
-def score_evaluator(ev: Evaluator, table: CostTable, enc: np.ndarray, objective: Union[str, Objective],
+def score_evaluator(ev: Evaluator, table: CostTable, enc: np.ndarray, objective: Objective,
                     pair_acc: Optional[np.ndarray] = None, soft: Optional[np.ndarray] = None,
-                    constraints: Sequence[str] = ()) -> Dict[str, Any]:
+                    constraints: Optional[ConstraintSet] = None) -> Dict[str, Any]:
     """Score an evaluator on architectures ``enc [n, D]`` against the analytical model.
 
     Args:
@@ -185,12 +196,12 @@ def score_evaluator(ev: Evaluator, table: CostTable, enc: np.ndarray, objective:
             random ones per architecture).
         soft: ``[n]`` bool marking soft encodings (reported separately).
     """
-    objective = Objective.parse(objective)
     hw = table.hardware
     n = enc.shape[0]
+    constraints = constraints if constraints is not None else ConstraintSet()
     lat, en, area = table.metrics(enc)  # [n, A]
     raw = np.asarray(objective(lat, en, area), dtype=np.float64)
-    best, score = constrained_argmin(raw, ConstraintSet.parse(list(constraints)).violation(lat, en, area))
+    best, score = constrained_argmin(raw, constraints.violation(lat, en, area))
     truth = hw.index_grid()[best]  # [n, P]
     x = torch.as_tensor(enc, dtype=torch.float32)
     with torch.no_grad():
@@ -255,10 +266,9 @@ def fresh_encodings(space, n: int, seed: int, soft_fraction: float = 0.5):
     return enc, soft
 
 
-def time_search_step(ev: Evaluator, objective: Union[str, Objective] = "edap", repeats: int = 300) -> float:
+def time_search_step(ev: Evaluator, objective: Objective, repeats: int = 300) -> float:
     """Median-of-5 milliseconds of one forward + backward of the evaluator on one encoding."""
-    objective = Objective.parse(objective)
-    enc = torch.rand(ev.enc_dim, requires_grad=True)
+    enc = torch.rand(ev.enc_dim, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     times = []
     for _ in range(5):
         for _ in range(20):
@@ -275,7 +285,8 @@ def time_search_step(ev: Evaluator, objective: Union[str, Objective] = "edap", r
 def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", out=None, num_arch: int = 50_000,
                     pairs_per_arch: int = 36, soft_fraction: float = 0.5, cfg: TrainConfig = TrainConfig(),
                     cache_dir=None, progress: bool = True, report_arch: int = 5000,
-                    constraints: Sequence[str] = (), table: Optional[CostTable] = None) -> Dict[str, Any]:
+                    constraints: Union[None, Sequence[str], ConstraintSet] = None,
+                    table: Optional[CostTable] = None) -> Dict[str, Any]:
     """Generate data, train, score on fresh architectures and (optionally) save.
 
     ``table`` (the analytical cost table of ``space`` x ``hardware``) is built when not given.
@@ -285,7 +296,8 @@ def build_evaluator(space, hardware, objective: Union[str, Objective] = "edap", 
         :func:`score_evaluator` plus the data-generation rate, training sizes and the
         per-step timing of the search's forward + backward.
     """
-    objective = Objective.parse(objective)
+    objective = Objective.parse(objective)  # the Python API's boundary: names and objects alike
+    constraints = ConstraintSet.parse(constraints)
     t0 = time.perf_counter()
     table = table if table is not None else CostTable(space, hardware)
     t_table = time.perf_counter() - t0

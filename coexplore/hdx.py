@@ -342,3 +342,56 @@ def hdx_step(manipulator: HDXManipulator, arch_params: Union[torch.Tensor, Seque
     stats.update(values=values, bounds=T, violated=violated, kappa_next=list(manipulator.kappa),
                  normalized_g=[v / b - 1.0 if b else v for v, b in zip(values, T)])
     return stats
+
+
+class HDXSteering:
+    """HDX's step of the search loop: the manipulator applied to the surrogate's constraint terms.
+
+    For every constraint whose surrogate value exceeds its internal target
+    (:class:`~coexplore.penalty.ConstraintTargets`), the architecture gradient is corrected
+    by :meth:`HDXManipulator.manipulate` so that the step also decreases that metric; then
+    the margin schedule advances.
+
+    Args:
+        targets: the internal targets (steered by the calibrator).
+        manipulator: the gradient manipulation with its margin schedule.
+    """
+
+    def __init__(self, targets, manipulator: HDXManipulator) -> None:
+        if len(targets) != manipulator.num_constraints:
+            raise ValueError(f"HDX: {len(targets)} targets but a manipulator for {manipulator.num_constraints}")
+        self.targets = targets
+        self.manipulator = manipulator
+        self.last_violated: List[bool] = [False] * len(targets)
+
+    def adjust(self, grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor],
+               out: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """The manipulated architecture gradients.
+
+        Args:
+            grads: the loss gradient, one tensor per architecture parameter.
+            params: the architecture parameters (the graph of ``out`` must still be alive).
+            out: the hardware cost's outputs (``latency_s``, ``energy_j``, ``area_mm2``).
+        """
+        terms = self.targets.terms(out)
+        violated = [bool(t.detach() > target) for t, target in terms]
+        t_grads: List[Optional[List[torch.Tensor]]] = []
+        for (t, _), v in zip(terms, violated):
+            if v and t.requires_grad:
+                gt = torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)
+                t_grads.append([g if g is not None else torch.zeros_like(p) for g, p in zip(gt, params)])
+            else:
+                t_grads.append(None)
+        new = self.manipulator.manipulate(list(grads), t_grads, violated)
+        self.manipulator.update(violated)
+        self.last_violated = violated
+        return list(new)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"manipulator": self.manipulator.state_dict(), "targets": self.targets.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if not isinstance(state, dict) or sorted(state) != ["manipulator", "targets"]:
+            raise ConfigError("HDX steering state: expected keys ['manipulator', 'targets']")
+        self.manipulator.load_state_dict(state["manipulator"])
+        self.targets.load_state_dict(state["targets"])

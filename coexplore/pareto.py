@@ -28,11 +28,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from .common import METRICS as _VOCAB
 from .common import ConfigError, PathLike, atomic_write_bytes, atomic_write_text
+from .runfolder import RESULT_FILE, read_result
 
 logger = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,9 @@ class MetricSpec:
     label: str  # axis label without the unit
 
 
+#: Every metric of the shared vocabulary (:mod:`coexplore.common.metrics`), as the Pareto tools use it.
 METRICS: Dict[str, MetricSpec] = {
-    "latency": MetricSpec("latency", "latency_s", True, 1e3, "ms", "latency"),
-    "energy": MetricSpec("energy", "energy_j", True, 1e3, "mJ", "energy"),
-    "edap": MetricSpec("edap", "edap", True, 1.0, "J·s·mm^2", "EDAP"),
-    "edp": MetricSpec("edp", "edp", True, 1.0, "J·s", "EDP"),
-    "area": MetricSpec("area", "area_mm2", True, 1.0, "mm^2", "area"),
-    "fps": MetricSpec("fps", "fps", False, 1.0, "frames/s", "throughput"),
-    "error": MetricSpec("error", "error", True, 100.0, "%", "error"),
-    "accuracy": MetricSpec("accuracy", "accuracy", False, 100.0, "%", "accuracy"),
-}
+    m.name: MetricSpec(m.name, m.key, m.minimize, m.display_scale, m.display_unit, m.label) for m in _VOCAB.values()}
 
 _MARKERS = {True: "o", False: "X", None: "s"}  # constraints met / violated / unknown
 
@@ -80,31 +74,8 @@ def axis_label(name: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 def _read_result(path: Path) -> Dict[str, Any]:
-    """Parse and minimally validate one ``result.json``; errors name the file."""
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: malformed JSON: {exc}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    metrics = data.get("metrics")
-    if not isinstance(metrics, Mapping) or not metrics:
-        raise ConfigError(f"{path}: missing or empty 'metrics' object")
-    for k, v in metrics.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ConfigError(f"{path}: metrics.{k} must be a number, got {v!r}")
-    acc = data.get("accelerator")
-    if acc is not None and not isinstance(acc, Mapping):
-        raise ConfigError(f"{path}: 'accelerator' must be an object, got {type(acc).__name__}")
-    cons = data.get("constraints", [])
-    if cons is None:
-        cons = []
-    if not isinstance(cons, list) or not all(isinstance(c, Mapping) for c in cons):
-        raise ConfigError(f"{path}: 'constraints' must be a list of objects")
-    return dict(data)
+    """Read and validate one ``result.json`` (:class:`~coexplore.runfolder.Result`); errors name the file."""
+    return read_result(path).to_dict()
 
 
 def _row(run_dir: Path, data: Mapping[str, Any]) -> Dict[str, Any]:
@@ -498,6 +469,13 @@ def write_pareto(runs: Union[pd.DataFrame, PathLike, Iterable[PathLike]], out_di
         raise ConfigError("no runs to plot")
     front = pareto_table(df, x, y)
     mx, my = _minimised(df, x), _minimised(df, y)
+    missing = ~(np.isfinite(mx) & np.isfinite(my))
+    dropped = [str(r) for r in df.loc[missing, "run"]] if "run" in df.columns else []
+    if missing.any():
+        why = {str(r): str(st) for r, st in zip(df.loc[missing, "run"], df.loc[missing, "status"])} \
+            if "status" in df.columns and "run" in df.columns else {}
+        logger.warning("Pareto front: %d run(s) have no finite %s/%s and are left out: %s", int(missing.sum()), x, y,
+                       ", ".join(f"{r} ({why.get(r, 'NaN')})" for r in dropped) or "(unnamed)")
     if ref is None:
         ref = (default_reference(mx), default_reference(my))
     ref = (float(ref[0]), float(ref[1]))
@@ -513,4 +491,4 @@ def write_pareto(runs: Union[pd.DataFrame, PathLike, Iterable[PathLike]], out_di
                 ", ".join(str(p) for p in paths.values()))
     records = json.loads(front.to_json(orient="records"))
     return {"front": records, "hypervolume": hv, "reference_point": list(ref),
-            "axes": {"x": x, "y": y}, "n_runs": int(len(df)), "paths": paths}
+            "axes": {"x": x, "y": y}, "n_runs": int(len(df)), "dropped": dropped, "paths": paths}

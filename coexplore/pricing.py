@@ -16,8 +16,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from accelerators import Accelerator, AnalyticalModel, ConfigError, HardwareSpace
-from accelerators.technology import COST_MODEL_VERSION
+from accelerators import Accelerator, AnalyticalModel, CostSource, HardwareSpace
+
+from .common import ConfigError
 from search_spaces.pricing import candidate_layer_table
 
 from .objectives import Objective
@@ -32,7 +33,9 @@ class CostTable:
         space: a :class:`search_spaces.SearchSpace`.
         hardware: a :class:`~accelerators.HardwareSpace` (its enumeration order is the
             accelerator axis) or an explicit list of accelerators.
-        model: the analytical model (default: EDP-optimal mappings).
+        model: the cost source that prices the layers (default: the analytical model with
+            EDP-optimal mappings); any :class:`~accelerators.CostSource` whose per-layer
+            latency and energy add up over layers.
         batch: batch size the layers are priced at.
 
     Attributes:
@@ -43,14 +46,17 @@ class CostTable:
     """
 
     def __init__(self, space, hardware: Union[HardwareSpace, Sequence[Accelerator]],
-                 model: Optional[AnalyticalModel] = None, batch: int = 1) -> None:
+                 model: Optional[CostSource] = None, batch: int = 1) -> None:
         self.space = space
         self.hardware = hardware if isinstance(hardware, HardwareSpace) else None
         self.accelerators: List[Accelerator] = (hardware.enumerate() if isinstance(hardware, HardwareSpace)
                                                 else list(hardware))
         if not self.accelerators:
             raise ConfigError("cost table: no accelerators given")
-        self.model = model or AnalyticalModel()
+        self.model = model if model is not None else AnalyticalModel()
+        if not isinstance(self.model, CostSource):
+            raise ConfigError(f"cost table: model must be a cost source (name, fingerprint(), evaluate(), describe()), "
+                              f"got {type(self.model).__name__}")
         self.batch = batch
         cands = candidate_layer_table(space, N=batch)
         fixed = list(cands.fixed)
@@ -75,10 +81,16 @@ class CostTable:
         return len(self.accelerators)
 
     def key(self) -> Dict[str, str]:
-        """What the numbers depend on (for caches and checkpoints)."""
-        hw = self.hardware.fingerprint() if self.hardware is not None else "list"
+        """What the numbers depend on (for caches and checkpoints): the search space, the
+        hardware space (or the accelerator list), the cost source's fingerprint (its version,
+        constants and options) and the batch."""
+        if self.hardware is not None:
+            hw = self.hardware.fingerprint()
+        else:
+            from accelerators.cost_source import fingerprint_of
+            hw = "list-" + fingerprint_of({"accelerators": [a.to_dict() for a in self.accelerators]})
         return {"search_space": self.space.fingerprint(), "hardware_space": hw,
-                "cost_model": COST_MODEL_VERSION, "batch": str(self.batch)}
+                "cost_source": self.model.fingerprint(), "batch": str(self.batch)}
 
     # ---- pricing ----------------------------------------------------------------------
     def metrics(self, enc: np.ndarray, acc_index: Optional[np.ndarray] = None

@@ -56,11 +56,9 @@ import yaml
 from .common import ConfigError, PathLike, atomic_write_text, check_keys, read_yaml, write_yaml
 
 from .config import RunConfig, load_config
+from .runfolder import (CHECKPOINT_DIR, CHECKPOINT_FILE, RESULT_FILE, ExitCode, FolderLock)
+from .runfolder import finished_status as _run_status
 
-try:  # POSIX only; without it point locks are no-ops (no protection against a second sweep)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +68,10 @@ STATUS_FILE = "sweep_status.csv"
 SUMMARY_FILE = "sweep_summary.csv"
 LOG_FILE = "sweep.log"
 LOCK_FILE = ".sweep.lock"
-RESULT_FILE = "result.json"  # written by coexplore.search when a run finishes
-CHECKPOINT = Path("checkpoints") / "last.pt"  # coexplore.search.CHECKPOINT_NAME; not imported, to keep torch out
-VIOLATED_EXIT_CODE = 3  # coexplore.search.VIOLATED_EXIT_CODE
+CHECKPOINT = Path(CHECKPOINT_DIR) / CHECKPOINT_FILE
+VIOLATED_EXIT_CODE = int(ExitCode.CONSTRAINTS_VIOLATED)
 MAX_POINTS = 10_000  # larger grids are almost surely a typo
-STATUSES = ("pending", "running", "done", "violated", "failed", "interrupted")
+STATUSES = ("pending", "running", "done", "violated", "diverged", "failed", "interrupted")
 BACKENDS = ("local", "ray")
 RAY_HINT = 'pip install "coexplore[ray]"'
 _ID_PART_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-")
@@ -355,19 +352,13 @@ class SearchCommand:
 
 
 def finished_status(run_dir: PathLike) -> Optional[str]:
-    """``"done"`` or ``"violated"`` for a finished run folder (it has ``result.json``), else None.
-
-    An unreadable ``result.json`` counts as finished but ``"failed"``, so it is not rerun over.
-    """
-    path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
+    """The sweep status of a finished run folder (``done``, ``violated``, ``diverged``), ``failed``
+    for an unreadable ``result.json`` (finished, so it is not rerun over), ``None`` when the
+    folder holds no result (not finished)."""
+    status = _run_status(run_dir)
+    if status is None:
         return None
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            met = json.load(fh).get("all_constraints_met", True)
-    except (OSError, ValueError, AttributeError):
-        return "failed"
-    return "violated" if met is False else "done"
+    return {"ok": "done", "constraints-violated": "violated", "diverged": "diverged"}.get(status, "failed")
 
 
 def _now() -> str:
@@ -379,68 +370,6 @@ def _cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS, Windows
         return max(1, os.cpu_count() or 1)
-
-
-class _FileLock:
-    """An exclusive ``flock`` on a file.
-
-    The lock belongs to the open file, so a child process given the descriptor
-    (``pass_fds``) keeps holding it after this process dies; it is released when the last
-    descriptor closes.  Hence :meth:`release` only closes (an explicit unlock would also
-    free the child's copy).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: Optional[int] = None
-
-    def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                return False
-        self.fd = fd
-        return True
-
-    def acquire(self, should_stop: Callable[[], bool], poll_s: float = 0.2,
-                on_wait: Optional[Callable[[Dict[str, Any]], None]] = None) -> bool:
-        """Block until the lock is ours (True) or ``should_stop()`` says so (False)."""
-        waited = False
-        while not self.try_acquire():
-            if should_stop():
-                return False
-            if not waited and on_wait is not None:
-                on_wait(self.holder())
-            waited = True
-            time.sleep(poll_s)
-        return True
-
-    def record(self, **info: Any) -> None:
-        """Write who holds the lock (for the messages of whoever waits on it)."""
-        if self.fd is None:
-            return
-        data = json.dumps({**info, "host": socket.gethostname(), "since": _now()}).encode()
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        os.write(self.fd, data)
-
-    def holder(self) -> Dict[str, Any]:
-        try:
-            return dict(json.loads(self.path.read_text(encoding="utf-8") or "{}"))
-        except (OSError, ValueError, TypeError):
-            return {}
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    @property
-    def inheritable_fds(self) -> Tuple[int, ...]:
-        return (self.fd,) if self.fd is not None and fcntl is not None else ()
 
 
 def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
@@ -482,7 +411,7 @@ def _execute_point(point: Point, run_dir: PathLike, command_fn: CommandFn, env_u
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = should_stop or (lambda: False)
-    lock = _FileLock(run_dir / LOCK_FILE)
+    lock = FolderLock(run_dir / LOCK_FILE)
 
     def waiting(holder: Dict[str, Any]) -> None:
         logger.info("%s: waiting for pid %s on %s (a run of this point started by an earlier sweep) to finish",
@@ -534,6 +463,8 @@ def _execute_point(point: Point, run_dir: PathLike, command_fn: CommandFn, env_u
         return {**out, "status": status, "note": ""}
     if rc == VIOLATED_EXIT_CODE:
         return {**out, "status": "violated", "note": "a constraint is violated"}
+    if rc == int(ExitCode.DIVERGED):
+        return {**out, "status": "diverged", "note": f"the search diverged: {last}" if last else "the search diverged"}
     if stop() or rc in (-signal.SIGINT, 128 + signal.SIGINT):
         return {**out, "status": "interrupted", "note": "interrupted; rerun the sweep to resume it"}
     why = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals() else f"exit code {rc}"
@@ -705,7 +636,7 @@ def run_sweep(sweep: Union[Sweep, PathLike], out_dir: PathLike, jobs: Optional[i
         return table.frame()
 
     out.mkdir(parents=True, exist_ok=True)
-    sweep_lock = _FileLock(out / LOCK_FILE)
+    sweep_lock = FolderLock(out / LOCK_FILE)
     if not sweep_lock.try_acquire():
         holder = sweep_lock.holder()
         raise ConfigError(f"{out}: another sweep is running in this folder (pid {holder.get('pid', '?')} on "
@@ -1013,25 +944,22 @@ def _load_finished(dirs: Sequence[Path], load_runs: Callable[..., pd.DataFrame])
 
 
 def _lock_held(path: Path) -> bool:
-    if fcntl is None or not path.is_file():
-        return False
-    lock = _FileLock(path)
-    if lock.try_acquire():
-        lock.release()
-        return False
-    return True
+    return FolderLock(path).held_elsewhere()
 
 
 def exit_code(statuses: Union[pd.DataFrame, Sequence[str]]) -> int:
-    """A sweep's exit code, like ``coexplore search``'s: 0 every point done, 3 every point
-    finished but some violate a constraint, 1 anything failed, interrupted or not run.
+    """A sweep's exit code, like ``coexplore search``'s (:class:`~coexplore.runfolder.ExitCode`):
+    1 if any point failed, was interrupted or did not run; else 4 if any diverged; else 3 if
+    any violates a constraint; else 0.
 
     Args:
         statuses: a table from :func:`run_sweep` / :func:`summarize`, or the statuses.
     """
     values = list(statuses["status"]) if isinstance(statuses, pd.DataFrame) else list(statuses)
-    if all(s == "done" for s in values):
-        return 0
-    if all(s in ("done", "violated") for s in values):
+    if not all(s in ("done", "violated", "diverged") for s in values):
+        return int(ExitCode.FAILED)
+    if "diverged" in values:
+        return int(ExitCode.DIVERGED)
+    if "violated" in values:
         return VIOLATED_EXIT_CODE
-    return 1
+    return int(ExitCode.OK)

@@ -35,9 +35,10 @@ because they compare two or more ops.
 
 Whatever the mode, :meth:`Supernet.fixed` (or ``forward(x, sample=...)``) runs one given
 architecture, and :meth:`Supernet.freeze` copies it out as a standalone ``nn.Sequential``.
-Randomness comes from torch's default generators (the logits' device for ``"gumbel"`` and
-``"binary"``, the CPU for ``"uniform"``); seed them with ``torch.manual_seed`` or scope
-them with ``torch.random.fork_rng`` (as :mod:`search_spaces.train` does).
+Randomness is explicit: paths are drawn from :attr:`Supernet.generator` (a
+``torch.Generator``, set by the owner of the supernet; the search sets one per run and
+epoch) and initial weights from the ``init_generator`` argument; when either is ``None``
+torch's global generator is used.
 
 The search spaces are those of DANCE (Choi et al., DAC 2021, arXiv 2009.06237) and HDX
 (Hong et al., DAC 2022, arXiv 2301.09312); :meth:`Supernet.arch_encoding` is what their
@@ -68,18 +69,30 @@ logger = logging.getLogger(__name__)
 PATH_MODES = ("gumbel", "binary", "darts", "uniform")
 
 
-def init_weights(module: nn.Module) -> nn.Module:
-    """ProxylessNAS-style initialisation: He-normal (fan-out) convs, unit BN, small linear weights."""
+def init_weights(module: nn.Module, generator: Optional[torch.Generator] = None) -> nn.Module:
+    """ProxylessNAS-style initialisation: He-normal (fan-out) convs, unit BN, small linear weights.
+
+    Args:
+        module: initialised in place.
+        generator: draws the random weights (a CPU ``torch.Generator``); None uses torch's
+            global generator.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            with torch.no_grad():
+                w = torch.empty(m.weight.shape, dtype=m.weight.dtype)
+                nn.init.kaiming_normal_(w, mode="fan_out", generator=generator)
+                m.weight.copy_(w)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
+            with torch.no_grad():
+                w = torch.empty(m.weight.shape, dtype=m.weight.dtype)
+                nn.init.normal_(w, 0.0, 0.01, generator=generator)
+                m.weight.copy_(w)
             nn.init.zeros_(m.bias)
     return module
 
@@ -113,7 +126,8 @@ def _assemble(space: SearchSpace, stem: nn.Module, blocks: Sequence[Tuple[str, s
     return nn.Sequential(mods)
 
 
-def build_network(space: SearchSpace, sample: Mapping[str, str]) -> nn.Sequential:
+def build_network(space: SearchSpace, sample: Mapping[str, str],
+                  generator: Optional[torch.Generator] = None) -> nn.Sequential:
     """A freshly initialised standalone network for one architecture of ``space``.
 
     The module maps ``[B, input_channels, resolution, resolution]`` to ``[B, num_classes]``
@@ -125,7 +139,7 @@ def build_network(space: SearchSpace, sample: Mapping[str, str]) -> nn.Sequentia
     for b in space.all_blocks:
         op = sample[b.label] if b.searched else b.candidates[0]
         blocks.append((b.label, op, build_op(op, b.C_in, b.C_out, b.stride)))
-    return init_weights(_assemble(space, _stem(space), blocks, _head(space), _classifier(space)))
+    return init_weights(_assemble(space, _stem(space), blocks, _head(space), _classifier(space)), generator)
 
 
 class _Path(NamedTuple):
@@ -201,7 +215,7 @@ class Supernet(nn.Module):
     """
 
     def __init__(self, space: SearchSpace, mode: str = "gumbel", tau: float = 1.0, binary_paths: int = 2,
-                 gumbel_probe: bool = True) -> None:
+                 gumbel_probe: bool = True, init_generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
         if binary_paths not in (1, 2):
             raise ConfigError(f"supernet: binary_paths must be 1 or 2, got {binary_paths!r}")
@@ -222,7 +236,10 @@ class Supernet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(space.head.dropout) if space.head.dropout > 0 else None
         self.classifier = _classifier(space)
-        init_weights(self)
+        init_weights(self, init_generator)
+        #: draws the paths (``gumbel``, ``binary``, ``uniform`` modes); None: torch's global generator.
+        #: Not part of the state: its owner (the search) re-seeds it explicitly.
+        self.generator: Optional[torch.Generator] = None
         # Zero logits: the uniform distribution over candidates.
         self.arch_logits = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in space.num_candidates])
         self._searched = [b.searched for b in space.all_blocks]
@@ -318,9 +335,11 @@ class Supernet(nn.Module):
         logits = list(self.arch_logits)
         if self.mode == "darts":
             return [_Path(list(range(a.numel())), list(F.softmax(a, dim=-1).unbind())) for a in logits]
+        g = self.generator
         if self.mode == "uniform":
             n = torch.tensor([a.numel() for a in logits], dtype=torch.float64)
-            idx = (torch.rand(len(logits), dtype=torch.float64) * n).long().clamp_max(n.long() - 1)
+            u = torch.rand(len(logits), dtype=torch.float64, generator=g, device=g.device if g is not None else "cpu")
+            idx = (u.cpu() * n).long().clamp_max(n.long() - 1)
             return [_Path([i]) for i in idx.tolist()]
         # Draw on the logits' device, then read every block's indices with one device sync.
         probs: List[torch.Tensor] = []
@@ -328,21 +347,24 @@ class Supernet(nn.Module):
         two = self.mode == "binary" and self.binary_paths == 2
         probe = self.mode == "gumbel" and self.gumbel_probe
         for a in logits:
+            dev = g.device if g is not None else a.device  # a generator draws on its own device
             if self.mode == "gumbel":
-                gumbel = -torch.empty_like(a).exponential_().clamp_min(torch.finfo(a.dtype).tiny).log()
+                e = torch.empty(a.shape, dtype=a.dtype, device=dev).exponential_(generator=g)
+                gumbel = -e.clamp_min(torch.finfo(a.dtype).tiny).log().to(a.device)
                 p = F.softmax((a + gumbel) / self.tau, dim=-1)
                 j = torch.argmax(p.detach()).view(1)
                 if probe and a.numel() > 1:  # k uniform over the other candidates
-                    r = torch.randint(0, a.numel() - 1, (1,), device=a.device)
+                    r = torch.randint(0, a.numel() - 1, (1,), device=dev, generator=g).to(a.device)
                     j = torch.cat([j, r + (r >= j).long()])
                 draws.append(j)
             elif two and a.numel() > 1:
-                pair = torch.multinomial(F.softmax(a.detach(), dim=-1), 2, replacement=False)
+                pair = torch.multinomial(F.softmax(a.detach(), dim=-1).to(dev), 2, replacement=False,
+                                         generator=g).to(a.device)
                 p = F.softmax(a[pair], dim=-1)  # ProxylessNAS: softmax restricted to the pair
-                draws.append(torch.cat([pair, torch.multinomial(p.detach(), 1)]))
+                draws.append(torch.cat([pair, torch.multinomial(p.detach().to(dev), 1, generator=g).to(a.device)]))
             else:
                 p = F.softmax(a, dim=-1)
-                draws.append(torch.multinomial(p.detach(), 1))
+                draws.append(torch.multinomial(p.detach().to(dev), 1, generator=g).to(a.device))
             probs.append(p)
         picks = torch.cat(draws).tolist() if draws else []
         plan, pos = [], 0
@@ -394,13 +416,15 @@ class Supernet(nn.Module):
         return self.classifier(x)
 
     # ---- discrete networks ------------------------------------------------------------
-    def freeze(self, sample: Optional[Mapping[str, str]] = None, inherit_weights: bool = True) -> nn.Sequential:
+    def freeze(self, sample: Optional[Mapping[str, str]] = None, inherit_weights: bool = True,
+               generator: Optional[torch.Generator] = None) -> nn.Sequential:
         """A standalone network holding only the ops of one architecture.
 
         Args:
             sample: ``{label: op}``; None uses :meth:`derive`.
             inherit_weights: copy (deep) the supernet's modules, BN statistics included;
                 otherwise build fresh, initialised modules.
+            generator: draws the fresh initial weights (``inherit_weights=False`` only).
 
         Returns:
             An ``nn.Sequential`` as :func:`build_network` describes, on the supernet's
@@ -408,7 +432,7 @@ class Supernet(nn.Module):
         """
         sample = self.space.check_sample(sample if sample is not None else self.derive())
         if not inherit_weights:
-            return build_network(self.space, sample)
+            return build_network(self.space, sample, generator)
         blocks = []
         for b, cell in zip(self.space.all_blocks, self.cells):
             if b.searched:

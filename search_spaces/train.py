@@ -17,12 +17,14 @@ import contextlib
 import logging
 import math
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+from coexplore.common import ConfigError
 
 from .supernet import Supernet
 
@@ -34,10 +36,62 @@ Callback = Callable[[Dict[str, float]], None]
 
 
 def resolve_device(device: DeviceLike = None) -> torch.device:
-    """``device`` as a ``torch.device``; None means CUDA when available, else CPU."""
-    if device is None:
+    """``device`` as a ``torch.device``: ``None`` or ``"auto"`` mean CUDA when available, else CPU.
+
+    Raises:
+        ConfigError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or CUDA asked for but not
+            available (or ``N`` out of range).
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device; allowed values: auto, cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not supported; allowed values: auto, cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but CUDA is not available; use cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
+
+
+def warmup_mode(supernet: Supernet) -> str:
+    """The path mode a warm-up trains in: one uniformly drawn path per step for the
+    single-path modes (ProxylessNAS, single-path one-shot NAS), the uniform mixture for
+    ``darts`` (every op runs, with equal weights while the logits are still zero)."""
+    return "darts" if supernet.mode == "darts" else "uniform"
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               scheduler: Any = None, grad_clip: Optional[float] = None,
+               clip_params: Optional[Sequence[nn.Parameter]] = None,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step of the weights: forward, loss, backward, clip, step, schedule.
+
+    Args:
+        model: maps ``x`` (``[B, C, H, W]``) to logits ``[B, K]``.
+        x, y: a batch.
+        optimizer, scheduler: stepped once (the scheduler per batch, if given).
+        grad_clip: max gradient norm over ``clip_params`` (default: all parameters); None: no clipping.
+        loss_fn: ``(logits, y) -> scalar``.
+
+    Returns:
+        ``(loss, logits)``, both detached.
+    """
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(clip_params if clip_params is not None else model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), logits.detach()
 
 
 @contextlib.contextmanager
@@ -56,10 +110,10 @@ def seeded(seed: Optional[int], device: DeviceLike = None) -> Iterator[None]:
 def _sgd_cosine(params: Sequence[nn.Parameter], lr: float, momentum: float, weight_decay: float,
                 nesterov: bool, epochs: int, loader: Loader) -> Tuple[torch.optim.Optimizer, Any, bool]:
     """SGD and a cosine schedule to zero, stepped per batch when the loader has a length."""
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"epochs must be an integer >= 0, got {epochs!r}")
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                           nesterov=nesterov and momentum > 0)
     try:
@@ -84,16 +138,12 @@ def _run_epoch(model: nn.Module, loader: Loader, device: torch.device, desc: str
         for step, (x, y) in enumerate(bar):
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
             if train:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None:
-                    nn.utils.clip_grad_norm_(clip_params if clip_params is not None else model.parameters(), grad_clip)
-                optimizer.step()
-                if per_batch and scheduler is not None:
-                    scheduler.step()
+                loss, logits = train_step(model, x, y, optimizer, scheduler if per_batch else None, grad_clip,
+                                          clip_params)
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             n = y.shape[0]
             seen += n
             loss_sum += loss.detach().double() * n
@@ -138,7 +188,7 @@ def warmup_supernet(supernet: Supernet, train_loader: Loader, epochs: int, lr: f
     """Train the supernet's weights only, one uniformly drawn path per step.
 
     The architecture logits are frozen (``requires_grad`` off, restored afterwards) and the
-    path mode is ``"uniform"`` for the duration; the supernet is moved to ``device``.
+    path mode is :func:`warmup_mode`'s for the duration; the supernet is moved to ``device``.
 
     Args:
         supernet: the supernet to warm up.
@@ -159,7 +209,7 @@ def warmup_supernet(supernet: Supernet, train_loader: Loader, epochs: int, lr: f
     supernet.to(dev)
     arch = supernet.arch_parameters()
     flags = [p.requires_grad for p in arch]
-    with seeded(seed, dev), supernet.using_mode("uniform"):
+    with seeded(seed, dev), supernet.using_mode(warmup_mode(supernet)):
         try:
             for p in arch:
                 p.requires_grad_(False)
@@ -221,3 +271,69 @@ def evaluate_network(model: nn.Module, loader: Loader, device: DeviceLike = None
         return _run_epoch(model, loader, dev, "eval", progress)
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def recalibrated_bn(model: nn.Module, loader: Loader, batches: int, device: DeviceLike = None,
+                    forward: Optional[Callable[[torch.Tensor], Any]] = None) -> Iterator[nn.Module]:
+    """Re-estimate every BatchNorm's running statistics inside the block; restore them after.
+
+    A supernet's BN statistics mix every path it trained, so an architecture evaluated with
+    inherited weights needs statistics of its own (as in single-path one-shot NAS, Guo et
+    al., ECCV 2020): they are reset and accumulated as a plain average (``momentum=None``)
+    over the first ``batches`` batches of ``loader`` in train mode, without gradients.
+
+    Args:
+        model: the module whose BN layers are recalibrated (a supernet inside
+            ``with supernet.fixed(sample):``, or a standalone network).
+        loader: iterable of ``(x, y)`` batches (the labels are not used).
+        batches: how many batches to average over (>= 1).
+        device: where ``model`` runs.
+        forward: how to run a batch (default: ``model(x)``).
+
+    Yields:
+        ``model``, its BN layers holding the recalibrated statistics.
+    """
+    dev = resolve_device(device)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
+    was_training = model.training
+    run = forward or model
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        with torch.no_grad():
+            for i, (x, _) in enumerate(loader):
+                if i >= batches:
+                    break
+                run(x.to(dev))
+        model.eval()
+        yield model
+    finally:
+        for m, (mean, var, n, mom) in zip(bns, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(n)
+            m.momentum = mom
+        model.train(was_training)
+
+
+def inherited_accuracy(supernet: Supernet, sample: Mapping[str, str], calib_loader: Loader, eval_loader: Loader,
+                       device: DeviceLike = None, bn_batches: int = 20) -> Dict[str, float]:
+    """Accuracy of one architecture with the supernet's weights (its BN statistics recalibrated).
+
+    Args:
+        supernet: the trained supernet.
+        sample: the architecture, ``{label: op}``.
+        calib_loader: training batches for :func:`recalibrated_bn`.
+        eval_loader: the batches to score on (the validation split).
+        device: where the supernet runs.
+        bn_batches: calibration batches.
+
+    Returns:
+        :func:`evaluate_network`'s record (``accuracy``, ``loss``, ``samples``).
+    """
+    with supernet.fixed(sample), recalibrated_bn(supernet, calib_loader, bn_batches, device):
+        return _run_epoch(supernet, eval_loader, resolve_device(device), "eval", False)

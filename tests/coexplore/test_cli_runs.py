@@ -50,11 +50,18 @@ def test_plot_command(runs, capsys):
 
 def test_retrain_command_updates_result(runs, capsys):
     _, out, cache = runs
+    before = json.loads((out["hdx"] / "result.json").read_text())
     assert main(["--quiet", "retrain", str(out["hdx"]), "--epochs", "1", "--cache-dir", str(cache), "--format",
                  "json"]) == 0
     r = json.loads((out["hdx"] / "result.json").read_text())
-    assert r["accuracy_source"] == "retrained-test" and 0 <= r["metrics"]["accuracy"] <= 1
-    assert r["retrain"]["epochs"] == 1
+    # the search's result stays; each retrain is added beside it, with its wall time
+    assert len(r["retrains"]) == len(before["retrains"]) + 1
+    rt = r["retrains"][-1]
+    assert rt["epochs"] == 1 and rt["seconds"] > 0 and rt["test_samples"] > 0
+    assert r["accuracy_source"] == "retrained-test (coexplore retrain)"
+    assert r["metrics"]["accuracy"] == rt["test_accuracy"]
+    assert r["search_accuracy"] == before["search_accuracy"] and r["architecture"] == before["architecture"]
+    assert r["seconds"] == before["seconds"]
 
 
 def test_export_command(runs, tmp_path, capsys):

@@ -8,6 +8,7 @@ import torch
 
 from accelerators import ConfigError, evaluate, get_hardware_space
 from coexplore.evaluator import Evaluator
+from coexplore.constraints import ConstraintSet
 from coexplore.evaluator_data import EvaluatorDataset, generate_dataset, random_soft_encodings
 from coexplore.evaluator_train import TrainConfig, build_evaluator, score_evaluator
 from coexplore.objectives import Objective
@@ -63,7 +64,7 @@ def test_soft_encoding_prices_the_expectation(table):
 
 
 def test_dataset_labels_are_the_true_argmin(table, tmp_path):
-    ds = generate_dataset(table, "edap", num_arch=200, pairs_per_arch=8, cache_dir=tmp_path, progress=False)
+    ds = generate_dataset(table, Objective("edap"), num_arch=200, pairs_per_arch=8, cache_dir=tmp_path, progress=False)
     lat, en, area = table.metrics(ds.enc)
     best = np.argmin(lat * en * area, axis=1)
     np.testing.assert_array_equal(ds.best, best)
@@ -77,23 +78,26 @@ def test_dataset_labels_are_the_true_argmin(table, tmp_path):
 
 
 def test_dataset_cache_and_key(table, tmp_path, monkeypatch):
-    a = generate_dataset(table, "edap", num_arch=100, pairs_per_arch=4, cache_dir=tmp_path, progress=False)
+    a = generate_dataset(table, Objective("edap"), num_arch=100, pairs_per_arch=4, cache_dir=tmp_path, progress=False)
     files = list((tmp_path / "evaluator-data").glob("*.npz"))
     assert len(files) == 1
     import coexplore.evaluator_data as mod
     monkeypatch.setattr(mod, "random_onehot_encodings", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
-    b = generate_dataset(table, "edap", num_arch=100, pairs_per_arch=4, cache_dir=tmp_path, progress=False)
+    b = generate_dataset(table, Objective("edap"), num_arch=100, pairs_per_arch=4, cache_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(a.enc, b.enc)
     monkeypatch.undo()
-    generate_dataset(table, "latency", num_arch=100, pairs_per_arch=4, cache_dir=tmp_path, progress=False)
+    generate_dataset(table, Objective("latency"), num_arch=100, pairs_per_arch=4, cache_dir=tmp_path, progress=False)
     assert len(list((tmp_path / "evaluator-data").glob("*.npz"))) == 2  # the objective is part of the key
 
 
 def test_dataset_rejects_bad_arguments(table, tmp_path):
     with pytest.raises(ConfigError, match="soft_fraction"):
-        generate_dataset(table, num_arch=100, soft_fraction=2.0, cache_dir=tmp_path, progress=False)
+        generate_dataset(table, Objective("edap"), num_arch=100, soft_fraction=2.0, cache_dir=tmp_path,
+                         progress=False)
+    with pytest.raises(TypeError, match="parse it at the boundary"):  # internal APIs take typed objects
+        generate_dataset(table, "edap", num_arch=100, cache_dir=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="unknown"):
-        generate_dataset(table, objective="speed", num_arch=100, cache_dir=tmp_path, progress=False)
+        build_evaluator(table.space, table.hardware, "speed", num_arch=100, cache_dir=tmp_path, progress=False)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"nope")
     with pytest.raises(ConfigError, match="not a readable evaluator dataset"):
@@ -185,8 +189,10 @@ def test_checkpoint_roundtrip_and_mismatch(built, table, tmp_path):
         assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-6)
     with pytest.raises(ConfigError, match="trained for search_space"):
         Evaluator.load(path, expect={**table.key(), "search_space": "0" * 16})
-    with pytest.raises(ConfigError, match="trained for cost_model"):
-        Evaluator.load(path, expect={**table.key(), "cost_model": "0.0"})
+    with pytest.raises(ConfigError, match="trained for cost_source"):
+        Evaluator.load(path, expect={**table.key(), "cost_source": "0" * 16})
+    with pytest.raises(ConfigError, match="does not record its"):
+        Evaluator.load(path, expect={**table.key(), "something_new": "x"})
     with pytest.raises(ConfigError, match="no such evaluator checkpoint"):
         Evaluator.load(tmp_path / "missing.pt")
 
@@ -231,8 +237,8 @@ def test_cli_evaluator_build_and_report(tmp_path, capsys):
 def test_constrained_labels_meet_the_constraint(table, tmp_path):
     # HDX's generator learns the hardware its refinement will choose: the best one that meets
     # the constraints (the least-violating one where none does)
-    ds = generate_dataset(table, "edap", num_arch=300, pairs_per_arch=4, cache_dir=tmp_path, progress=False,
-                          constraints=["latency <= 0.06ms"])
+    ds = generate_dataset(table, Objective("edap"), num_arch=300, pairs_per_arch=4, cache_dir=tmp_path, progress=False,
+                          constraints=ConstraintSet.parse(["latency <= 0.06ms"]))
     lat, en, area = table.metrics(ds.enc)
     rows = np.arange(ds.num_arch)
     chosen = lat[rows, ds.best]
@@ -243,6 +249,6 @@ def test_constrained_labels_meet_the_constraint(table, tmp_path):
     ok = np.where(lat <= 0.06e-3, edap, np.inf)
     np.testing.assert_array_equal(ds.best[feasible_any], ok.argmin(axis=1)[feasible_any])
     assert ds.meta["constraints"] == ["latency <= 0.06ms"]
-    unconstrained = generate_dataset(table, "edap", num_arch=300, pairs_per_arch=4, cache_dir=tmp_path,
+    unconstrained = generate_dataset(table, Objective("edap"), num_arch=300, pairs_per_arch=4, cache_dir=tmp_path,
                                      progress=False)
     assert not np.array_equal(unconstrained.best, ds.best)

@@ -98,7 +98,9 @@ def make_run(folder, method="hdx", seed=0, latency=1.2e-3, error=0.09, met=True,
     pd.DataFrame({"epoch": [0, 1], "loss": [2.0, 1.5], "val_acc": [0.5, 0.8]}).to_csv(folder / "metrics.csv",
                                                                                       index=False)
     result = {
-        "method": method, "seed": seed, "search_space": "tiny-mnist", "hardware_space": "small",
+        "schema_version": 2, "method": method, "name": f"{method}-{seed}", "seed": seed, "search_space": "tiny-mnist",
+        "hardware_space": "small", "objective": "edap", "lambda": 1.0,
+        "status": "ok" if met else "constraints-violated",
         "architecture": {"s1.b0": "mb3_e3"},
         "accelerator": {"pe_x": pe_x, "pe_y": 8, "rf_bytes": 32, "glb_bytes": 110592, "dataflow": "rs",
                         "clock_hz": 2e8, "dram_bw": 16.0, "glb_bw": 64.0, "word_bits": 16},
@@ -155,11 +157,19 @@ def test_load_runs_malformed_result_names_the_path(tmp_path):
     (run / "result.json").write_text("{not json")
     with pytest.raises(ConfigError, match=str(run / "result.json")):
         load_runs(run)
-    (run / "result.json").write_text(json.dumps({"method": "hdx"}))  # no metrics
-    with pytest.raises(ConfigError, match="metrics"):
+    (run / "result.json").write_text(json.dumps({"method": "hdx"}))  # no required fields
+    with pytest.raises(ConfigError, match=r"missing required field\(s\) \['name', 'seed'"):
         load_runs(run)
-    (run / "result.json").write_text(json.dumps({"method": "hdx", "metrics": {"latency_s": "fast"}}))
-    with pytest.raises(ConfigError, match="latency_s"):
+    good = json.loads(json.dumps(make_run(tmp_path / "good") and
+                                 json.loads((tmp_path / "good" / "result.json").read_text())))
+    (run / "result.json").write_text(json.dumps({**good, "metrics": {"latency_s": "fast"}}))
+    with pytest.raises(ConfigError, match="metrics.latency_s must be a number"):
+        load_runs(run)
+    (run / "result.json").write_text(json.dumps({**good, "status": "great"}))
+    with pytest.raises(ConfigError, match="status must be one of"):
+        load_runs(run)
+    (run / "result.json").write_text(json.dumps({**good, "schema_version": 99}))
+    with pytest.raises(ConfigError, match="schema_version 99"):
         load_runs(run)
 
 

@@ -39,7 +39,11 @@ if mode == "fail":
     print("boom: something broke", flush=True)
     sys.exit(1)
 met = mode != "violate"
-result = {"method": "dance", "seed": 0, "all_constraints_met": met,
+result = {"schema_version": 2, "method": "dance", "name": "fake", "seed": 0, "search_space": "tiny-mnist",
+          "hardware_space": "small", "objective": "edap", "lambda": 1.0,
+          "status": "ok" if met else "constraints-violated", "all_constraints_met": met,
+          "architecture": {"s0.b0": "mb3_e3"}, "accelerator": {"pe_x": 8, "pe_y": 8, "rf_bytes": 16,
+                                                                "glb_bytes": 110592, "dataflow": "ws"},
           "metrics": {"accuracy": 0.9, "latency_s": 1e-4, "energy_j": 1e-6, "area_mm2": 1.0, "edap": 1e-10},
           "constraints": [{"spec": "latency <= 0.1ms", "metric": "latency", "bound": 1e-4, "g": 0.0,
                            "satisfied": met}]}
@@ -61,6 +65,17 @@ def fake_command(modes=None, sleep=0.0):
         return [sys.executable, "-c", FAKE, str(run_dir), mode, str(sleep), "1" if resume else "0"]
 
     return command
+
+
+def fake_result(met=True):
+    """A valid result.json (schema 2) of a finished run."""
+    return {"schema_version": 2, "method": "dance", "name": "fake", "seed": 0, "search_space": "tiny-mnist",
+            "hardware_space": "small", "objective": "edap", "lambda": 1.0,
+            "status": "ok" if met else "constraints-violated", "all_constraints_met": met,
+            "architecture": {"s0.b0": "mb3_e3"},
+            "accelerator": {"pe_x": 8, "pe_y": 8, "rf_bytes": 16, "glb_bytes": 110592, "dataflow": "ws"},
+            "metrics": {"latency_s": 1.0},
+            "constraints": [{"spec": "latency <= 0.1ms", "metric": "latency", "satisfied": met}]}
 
 
 def markers(run_dir, kind):
@@ -99,7 +114,8 @@ def test_example_spec_resolves_base_relative_to_the_file(tmp_path):
     assert p.overrides == ("epochs=4", "hdx.growth=2", "lam=1.0", "constraints=[latency <= 0.2ms]",
                            "objective=latency", "seed=1")
     cfg = load_config(sweep.base, p.overrides)
-    assert (cfg.epochs, cfg.hdx.growth, cfg.lam, cfg.constraints, cfg.seed) == (4, 2.0, 1.0, ("latency <= 0.2ms",), 1)
+    assert (cfg.epochs, cfg.hdx.growth, cfg.lam, cfg.constraints.to_list(), cfg.seed) == (4, 2.0, 1.0,
+                                                                                         ["latency <= 0.2ms"], 1)
     assert cfg.data.batch_size == 64  # from the base
     assert len(sweep.validate()) == 24
     # the resolved spec loads again from anywhere
@@ -163,8 +179,8 @@ def test_point_ids_are_stable_readable_unique_and_safe():
     assert not {p.id for p in other} & {p.id for p in a}
     # the overrides round-trip through load_config
     cfg = load_config(None, a[-1].overrides)
-    assert cfg.constraints == ("latency <= 0.1ms", "area <= 4mm2")
-    assert cfg.objective == {"weighted": {"latency": 1.0, "energy": 2.0}}
+    assert cfg.constraints.to_list() == ["latency <= 0.1ms", "area <= 4mm2"]
+    assert cfg.objective.to_spec() == {"weighted": {"latency": 1.0, "energy": 2.0}}
     assert cfg.lam == 1.0
 
 
@@ -181,14 +197,14 @@ def test_search_command_parses_with_the_cli(tmp_path):
     assert args.out == str(tmp_path / p.id) and args.cache_dir == str(tmp_path / "c")
     assert args.overrides == list(p.overrides)
     assert "--resume" not in cmd(p, tmp_path / p.id, False)
-    assert load_config(args.config, args.overrides).constraints == ("latency <= 0.2ms",)
+    assert load_config(args.config, args.overrides).constraints.to_list() == ["latency <= 0.2ms"]
 
 
-def test_constants_match_the_search_module():
-    from coexplore import search
+def test_constants_come_from_the_run_folder_contract():
+    from coexplore import runfolder
 
-    assert CHECKPOINT == Path("checkpoints") / search.CHECKPOINT_NAME
-    assert VIOLATED_EXIT_CODE == search.VIOLATED_EXIT_CODE
+    assert CHECKPOINT == Path(runfolder.CHECKPOINT_DIR) / runfolder.CHECKPOINT_FILE
+    assert VIOLATED_EXIT_CODE == runfolder.ExitCode.CONSTRAINTS_VIOLATED == 3
 
 
 # ---- the local runner --------------------------------------------------------------------
@@ -237,8 +253,7 @@ def test_finished_points_are_skipped_checkpoints_resumed_failures_retried(tmp_pa
     sweep = small_sweep(seeds=(0, 1, 2, 3))
     p0, p1, p2, p3 = sweep.points()
     (tmp_path / p0.id).mkdir(parents=True)
-    (tmp_path / p0.id / "result.json").write_text(json.dumps({"metrics": {"latency_s": 1.0},
-                                                              "all_constraints_met": False}))
+    (tmp_path / p0.id / "result.json").write_text(json.dumps(fake_result(met=False)))
     (tmp_path / p1.id / CHECKPOINT).parent.mkdir(parents=True)
     (tmp_path / p1.id / CHECKPOINT).write_bytes(b"x")
     df = run_sweep(sweep, tmp_path, jobs=2, progress=False, command_fn=fake_command({3: "fail"}))
@@ -394,7 +409,7 @@ def test_ray_backend_local_mode(tmp_path, monkeypatch):
     sweep = small_sweep()
     p0 = sweep.points()[0]
     (tmp_path / p0.id).mkdir()
-    (tmp_path / p0.id / "result.json").write_text(json.dumps({"metrics": {"latency_s": 1.0}}))
+    (tmp_path / p0.id / "result.json").write_text(json.dumps(fake_result(met=True)))
     (tmp_path / sweep.points()[1].id / CHECKPOINT).parent.mkdir(parents=True)
     (tmp_path / sweep.points()[1].id / CHECKPOINT).write_bytes(b"x")
     df = run_sweep(sweep, tmp_path, jobs=2, backend="ray", threads=1, progress=False,

@@ -1,0 +1,132 @@
+"""The end of a run: select, verify, repair, score, retrain, report.
+
+:class:`Finalizer` turns a trained search into a :class:`~coexplore.runfolder.Result`:
+the method selects the architecture (:meth:`coexplore.methods.Method.select`), the
+verifier checks it exactly and, when ``repair`` is on and a constraint is missed, repairs
+it; the design is scored with inherited weights, retrained from scratch if asked, and
+flagged when its accuracy is indistinguishable from guessing.  :func:`retrain` is the one
+retraining path, shared with ``coexplore retrain``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+
+import torch
+
+from .runfolder import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .search import CoExplorer
+
+logger = logging.getLogger(__name__)
+
+
+def chance_level(accuracy: float, num_classes: int, samples: int, sigmas: float = 3.0) -> bool:
+    """Whether ``accuracy`` on ``samples`` examples of ``num_classes`` balanced classes is
+    within ``sigmas`` binomial standard deviations of guessing (``1 / num_classes``).
+
+    A NaN accuracy counts as chance level.
+    """
+    if not math.isfinite(accuracy) or samples <= 0:
+        return True
+    p = 1.0 / max(1, num_classes)
+    return accuracy <= p + sigmas * math.sqrt(p * (1.0 - p) / samples)
+
+
+def retrain(space, sample: Mapping[str, str], data, epochs: int, lr: float, device: Any, seed: int,
+            progress: bool = False) -> Dict[str, Any]:
+    """Train one architecture from scratch on the training split and score it on the test split.
+
+    Initial weights are drawn from a generator seeded by ``seed`` (and module construction
+    runs with torch's global generator forked), so the same call gives the same network
+    wherever it is made.
+
+    Args:
+        space: the search space.
+        sample: the architecture ``{label: op}``.
+        data: a :class:`~search_spaces.data.DataBundle` (``train`` and ``test`` loaders).
+        epochs: training epochs (>= 1).
+        lr: initial learning rate of SGD (cosine-annealed).
+        device: where to train.
+        seed: seeds the initialisation and the training's own randomness.
+        progress: progress bars.
+
+    Returns:
+        ``epochs``, ``lr``, ``test_accuracy``, ``test_loss``, ``test_samples``,
+        ``final_train_accuracy``, ``parameters``, ``seconds``.
+
+    Raises:
+        coexplore.trainer.DivergedError: the training or test loss is not finite.
+    """
+    from search_spaces import build_network, evaluate_network, train_network
+
+    from .seeds import RunSeeds, isolated_torch_rng
+    from .trainer import DivergedError
+
+    seeds = RunSeeds(seed)
+    with isolated_torch_rng(seeds.entropy("retrain-init")):
+        model = build_network(space, sample, generator=seeds.torch("retrain-init"))
+    t0 = time.perf_counter()
+    hist = train_network(model, data.train, epochs, lr, device, seed=seeds.entropy("retrain-steps") % (2 ** 63),
+                         progress=progress)
+    res = evaluate_network(model, data.test, device)
+    train_loss = float(hist[-1]["loss"]) if hist else float("nan")
+    if not math.isfinite(train_loss) or not math.isfinite(float(res["loss"])):
+        raise DivergedError(f"retraining: the {'training' if not math.isfinite(train_loss) else 'test'} loss is "
+                            f"not finite after {epochs} epoch(s) at lr {lr:g}; lower retrain_lr")
+    return {"epochs": int(epochs), "lr": float(lr), "test_accuracy": float(res["accuracy"]),
+            "test_loss": float(res["loss"]), "test_samples": int(res["samples"]),
+            "final_train_accuracy": float(hist[-1]["accuracy"]) if hist else None,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "seconds": time.perf_counter() - t0}
+
+
+class Finalizer:
+    """Builds the result of a finished search (see the module docstring)."""
+
+    def __init__(self, run: "CoExplorer") -> None:
+        self.run = run
+
+    def finalize(self) -> Result:
+        run, cfg = self.run, self.run.cfg
+        t0 = time.perf_counter()
+        sample, extra = run.method.select(run)
+        generated = None
+        if run.has_evaluator:
+            with torch.no_grad():
+                generated = run.evaluator().predict_accelerator(run.trainer.hw_encoding().detach()).to_dict()
+        v = run.verifier.check(sample)
+        repairs = []
+        if not v["feasible"] and len(run.constraints) and cfg.repair:
+            sample, v, repairs = run.verifier.repair(sample, run.arch_log_probs())
+        scored = run.evaluate_architecture(sample)
+        acc = float(scored["accuracy"])
+        metrics: Dict[str, Optional[float]] = {"accuracy": acc, "error": 1.0 - acc, **v["metrics"]}
+        met = bool(all(c["satisfied"] for c in v["constraints"]))
+        chance = chance_level(acc, run.space.num_classes, int(scored["samples"]))
+        result = Result(
+            method=cfg.method, name=cfg.name, seed=cfg.seed, search_space=run.space.name,
+            hardware_space=run.hw_space.name, objective=cfg.objective.to_spec(), lam=cfg.lam,
+            status="ok" if met else "constraints-violated", architecture=dict(sample),
+            accelerator=v["accelerator"].to_dict(), metrics=metrics, accuracy_source="supernet-val",
+            search_accuracy=acc, chance_level=chance, constraints=v["constraints"], all_constraints_met=met,
+            repairs=repairs, generated_accelerator=generated, checked_by=run.cost_source.name,
+            cost_source=run.cost_source.describe(), cost_model_version=run.cost_source.describe().get("version", ""),
+            feasibility=run.feasibility, epochs=run.total_epochs, warmup_epochs=cfg.warmup_epochs,
+            baseline=extra)
+        if cfg.retrain_epochs > 0:
+            rt = retrain(run.space, sample, run.data, cfg.retrain_epochs, cfg.retrain_lr, run.device, cfg.seed,
+                         progress=cfg.progress)
+            acc = rt["test_accuracy"]
+            result = result.with_(retrain=rt, accuracy_source="retrained-test",
+                                  metrics={**metrics, "accuracy": acc, "error": 1.0 - acc},
+                                  chance_level=chance_level(acc, run.space.num_classes, rt["test_samples"]))
+        if result.chance_level:
+            logger.warning("the final design's accuracy (%.1f%%, %s) is at chance level for %d classes: the budget "
+                           "is too small to tell anything about this design", 100 * result.metrics["accuracy"],
+                           result.accuracy_source, run.space.num_classes)
+        return result.with_(seconds=run.elapsed() + (time.perf_counter() - t0))
