@@ -249,7 +249,8 @@ class Evaluator(nn.Module):
         meta = json.loads(payload["meta"])
         cfg = json.loads(payload["config"])
         hw = HardwareSpace.from_dict(json.loads(payload["hw_space"]))
-        ev = Evaluator(cfg["enc_dim"], hw, cfg["width"], cfg["blocks"], meta=meta)
+        with torch.random.fork_rng(devices=[]):  # the weights are loaded below: draw nothing from the caller's stream
+            ev = Evaluator(cfg["enc_dim"], hw, cfg["width"], cfg["blocks"], meta=meta)
         ev.load_state_dict(payload["state_dict"])
         ev.report = json.loads(payload.get("report", "{}"))
         ev.eval()

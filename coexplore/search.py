@@ -201,6 +201,7 @@ class CoExplorer:
         """Inherited-weight validation accuracy of one architecture, BatchNorm recalibrated
         (see :func:`search_spaces.train.inherited_accuracy`)."""
         from search_spaces.train import inherited_accuracy
+        self.data.train.set_epoch(self.epoch)  # the calibration batches are a function of the epoch
         try:
             return inherited_accuracy(self.supernet, sample, self.data.train, self.data.val, self.device,
                                       self.bn_batches)
