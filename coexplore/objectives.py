@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Tuple, Union
 
-from .common import ConfigError
+from .common import HARDWARE_METRICS, ConfigError
 
+#: The base metrics an objective combines (names of :mod:`coexplore.common.metrics`).
 METRICS = ("latency", "energy", "area")
+#: Product objectives: a metric of the shared vocabulary and the base metrics it multiplies.
 PRODUCTS: Dict[str, Tuple[str, ...]] = {
     "edap": ("energy", "latency", "area"),
     "edp": ("energy", "latency"),
@@ -21,9 +23,10 @@ PRODUCTS: Dict[str, Tuple[str, ...]] = {
     "energy": ("energy",),
     "area": ("area",),
 }
+assert set(PRODUCTS) <= set(HARDWARE_METRICS)
 
-#: Scales that make the weighted sum unit-free: 1 ms, 1 mJ, 1 mm^2.
-UNITS = {"latency": 1e-3, "energy": 1e-3, "area": 1.0}
+#: Scales that make the weighted sum unit-free: 1 ms, 1 mJ, 1 mm^2 (the display units of the vocabulary).
+UNITS = {m: 1.0 / HARDWARE_METRICS[m].display_scale for m in METRICS}
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,8 @@ class Objective:
             for k, w in self.weights:
                 if k not in METRICS:
                     raise ConfigError(f"objective weights: unknown metric {k!r}; allowed: {list(METRICS)}")
-                if not (isinstance(w, (int, float)) and w >= 0):
-                    raise ConfigError(f"objective weights: weight of {k} must be a number >= 0, got {w!r}")
+                if isinstance(w, bool) or not (isinstance(w, (int, float)) and 0 < w < float("inf")):
+                    raise ConfigError(f"objective weights: weight of {k} must be a finite number > 0, got {w!r}")
         elif self.weights:
             raise ConfigError(f"objective {self.name!r} takes no weights (only 'weighted' does)")
 
@@ -64,7 +67,12 @@ class Objective:
             w = spec["weighted"]
             if not isinstance(w, Mapping):
                 raise ConfigError("objective 'weighted' needs a mapping of metric -> weight")
-            return Objective("weighted", tuple(sorted((str(k), float(v)) for k, v in w.items())))
+            items = []
+            for k, v in w.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ConfigError(f"objective weights: weight of {k} must be a finite number > 0, got {v!r}")
+                items.append((str(k), float(v)))
+            return Objective("weighted", tuple(sorted(items)))
         raise ConfigError(f"objective {spec!r}: give a name ({sorted(PRODUCTS)}) or {{weighted: {{metric: weight}}}}")
 
     def to_spec(self) -> Union[str, Dict[str, Dict[str, float]]]:
