@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -78,8 +80,8 @@ def write_batches(root: Path, synthetic) -> Path:
     return root
 
 
-def write_tar(archive: Path, folder: Path, top: str = "cifar10") -> Path:
-    with tarfile.open(archive, "w:gz") as tf:
+def write_tar(archive: Path, folder: Path, top: str = "cifar10", mode: str = "w:gz") -> Path:
+    with tarfile.open(archive, mode) as tf:
         tf.add(folder, arcname=top)
     return archive
 
@@ -493,3 +495,356 @@ def test_real_cifar10_full_decode_and_cached_load(tmp_path):
     bundle = D.get_data("cifar10", path=REAL_CIFAR, cache_dir=tmp_path, batch_size=512)
     assert (bundle.train.num_samples, bundle.val.num_samples, bundle.test.num_samples) == (
         45000, 5000, 10000)
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers for the hardening tests
+# --------------------------------------------------------------------------------------------------
+
+
+def one_line_error(fn, pattern: str) -> str:
+    """Run ``fn``; assert a ConfigError whose message is one line matching ``pattern`` and that
+    would print without a chained traceback."""
+    with pytest.raises(ConfigError) as exc:
+        fn()
+    msg = str(exc.value)
+    assert "\n" not in msg, msg
+    assert re.search(pattern, msg), f"{pattern!r} not in {msg!r}"
+    err = exc.value
+    assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__), msg
+    return msg
+
+
+def dump_batch(root: Path, name: str, obj, protocol: int = 2) -> None:
+    (root / name).write_bytes(pickle.dumps(obj, protocol=protocol))
+
+
+def member_tar(archive: Path, members: dict, mode: str = "w:gz") -> Path:
+    """A tarball of ``{name: bytes}`` written from memory (fast for thousands of members)."""
+    with tarfile.open(archive, mode) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return archive
+
+
+def png_bytes(h: int = 32, w: int = 32, mode: str = "RGB", value: int = 7) -> bytes:
+    buf = io.BytesIO()
+    shape = (h, w, 3) if mode == "RGB" else (h, w)
+    Image.fromarray(np.full(shape, value, np.uint8)).convert(mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def cache_files(cache: Path) -> list:
+    return sorted(cache.glob("*.npz")) if cache.is_dir() else []
+
+
+# --------------------------------------------------------------------------------------------------
+# Security: pickled batches never run code
+# --------------------------------------------------------------------------------------------------
+
+
+class Payload:
+    """Pickles as a call of ``func(*args)``: what a malicious batch file would do."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+PAYLOADS = {
+    # name: (payload for a marker file, the global the error must name)
+    "os.system": (lambda marker: Payload(os.system, f"touch '{marker}'"), r"posix\.system"),
+    "open": (lambda marker: Payload(open, str(marker), "w"), r"io\.open"),
+    "eval": (lambda marker: Payload(eval, f"open({str(marker)!r}, 'w').close()"),
+             r"__builtin__\.eval"),  # protocol 2 spells builtins the Python 2 way
+}
+
+
+def _plant(root: Path, where: str, payload) -> str:
+    """Put ``payload`` into the batch file ``where`` of the batches folder ``root``; its name."""
+    if where == "batches.meta":
+        dump_batch(root, where, {b"label_names": [c.encode() for c in D.CIFAR10_CLASSES],
+                                 b"num_vis": payload})
+    elif where == "data_batch_1":  # hidden inside the label list
+        old = pickle.loads((root / where).read_bytes(), encoding="bytes")
+        dump_batch(root, where, {b"data": old[b"data"], b"labels": [payload] + old[b"labels"][1:]})
+    else:  # test_batch: the whole image array replaced
+        old = pickle.loads((root / where).read_bytes(), encoding="bytes")
+        dump_batch(root, where, {b"data": payload, b"labels": old[b"labels"]})
+    return where
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+@pytest.mark.parametrize("where", ["batches.meta", "data_batch_1", "test_batch", "tar.gz"])
+def test_malicious_batch_is_refused_and_never_runs(tmp_path, synthetic, kind, where):
+    make, refused = PAYLOADS[kind]
+    # The payload is live: plain pickle runs it.
+    control = tmp_path / "control-marker"
+    pickle.loads(pickle.dumps(make(control), protocol=2))
+    assert control.exists(), "the payload does not work, so this test would prove nothing"
+
+    marker = tmp_path / "marker"
+    root = write_batches(tmp_path / "b" / "cifar-10-batches-py", synthetic)
+    name = _plant(root, "data_batch_1" if where == "tar.gz" else where, make(marker))
+    source = root
+    if where == "tar.gz":
+        source = write_tar(tmp_path / "cifar-10-python.tar.gz", root, top="cifar-10-batches-py")
+    cache = tmp_path / "cache"
+    msg = one_line_error(lambda: D.load_cifar10(source, cache_dir=cache),
+                         rf"{re.escape(name)}: refused to unpickle global {refused}")
+    assert "nothing in it was run" in msg
+    assert not marker.exists(), "the payload ran"
+    assert cache_files(cache) == []
+
+
+def test_memory_bombs_in_pickles_are_refused(tmp_path, synthetic):
+    root = write_batches(tmp_path / "b", synthetic)
+    recon = np.zeros(1).__reduce__()[0]
+    # numpy would allocate 1 TB for the placeholder array before the real data arrives.
+    dump_batch(root, "test_batch", {b"data": Payload(recon, np.ndarray, (10**12,), b"b"),
+                                    b"labels": [0]})
+    one_line_error(lambda: D.load_cifar10(root, use_cache=False),
+                   r"test_batch: refused to unpickle an array of 1,000,000,000,000 bytes")
+    dump_batch(root, "test_batch", {b"data": Payload(bytes, 10**12), b"labels": [0]})
+    one_line_error(lambda: D.load_cifar10(root, use_cache=False),
+                   r"test_batch: refused to unpickle bytes\(1,000,000,000,000\)")
+    dump_batch(root, "test_batch", {b"data": Payload(recon, np.dtype, (0,), b"b"), b"labels": [0]})
+    one_line_error(lambda: D.load_cifar10(root, use_cache=False),
+                   r"test_batch: refused to unpickle an array of type")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_batches_in_every_pickle_protocol_load(tmp_path, synthetic, png_folder, protocol):
+    root = write_batches(tmp_path / "b", synthetic)
+    for f in root.iterdir():
+        obj = pickle.loads(f.read_bytes(), encoding="bytes")
+        if f.name == "test_batch":  # also str keys, an int64 label array and a filenames list
+            obj = {"data": obj[b"data"], "labels": np.asarray(obj[b"labels"], np.int64),
+                   "filenames": [f"{i}.png" for i in range(len(obj[b"labels"]))]}
+        dump_batch(root, f.name, obj, protocol=protocol)
+    assert_same(D.load_cifar10(png_folder, use_cache=False),
+                D.load_cifar10(root, use_cache=False))
+
+
+def test_python2_era_numpy_module_names_load(tmp_path, synthetic):
+    """The original batches name numpy.core.multiarray (numpy < 2), not numpy._core."""
+    root = write_batches(tmp_path / "b", synthetic)
+    expected = D.load_cifar10(root, use_cache=False)
+    for f in root.glob("*_batch*"):
+        data = f.read_bytes()
+        assert b"numpy._core.multiarray" in data
+        f.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    assert_same(expected, D.load_cifar10(root, use_cache=False))
+
+
+# --------------------------------------------------------------------------------------------------
+# No partial or silent loads
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8, 0.97])
+def test_truncated_targz_is_an_error_and_caches_nothing(tmp_path, png_folder, fraction):
+    archive = write_tar(tmp_path / "c.tar.gz", png_folder)
+    data = archive.read_bytes()
+    archive.write_bytes(data[:int(len(data) * fraction)])
+    cache = tmp_path / "cache"
+    one_line_error(lambda: D.load_cifar10(archive, cache_dir=cache),
+                   r"c\.tar\.gz: the archive is corrupted or truncated (at|after) member '")
+    assert cache_files(cache) == []
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def _member_end(archive: Path, index: int) -> int:
+    """The byte offset just after member ``index``'s data (a member boundary) in a plain tar."""
+    with tarfile.open(archive) as tf:
+        m = tf.getmembers()[index]
+    return m.offset_data + -(-m.size // 512) * 512
+
+
+def test_tar_cut_at_a_member_boundary_is_not_a_smaller_dataset(tmp_path, png_folder):
+    """tarfile itself reads such an archive as a shorter, valid one: 'silently partial'."""
+    archive = write_tar(tmp_path / "c.tar", png_folder, mode="w")
+    with tarfile.open(archive) as tf:
+        names = tf.getnames()
+    last_image = max(i for i, n in enumerate(names) if n.endswith(".png") and "/train/truck/" in n)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[:_member_end(archive, last_image - 1)])
+    with tarfile.open(cut) as tf:  # the premise: the standard library sees no problem
+        assert len(tf.getmembers()) == last_image
+    one_line_error(lambda: D.load_cifar10(cut, cache_dir=tmp_path / "cache"),
+                   rf"cut\.tar: the archive is corrupted or truncated after member "
+                   rf"'{re.escape(names[last_image - 1])}': it ends without the end-of-archive marker")
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_corrupted_header_and_corrupted_gzip(tmp_path, png_folder):
+    archive = write_tar(tmp_path / "c.tar", png_folder, mode="w")
+    data = bytearray(archive.read_bytes())
+    header = _member_end(archive, 20)  # the next member's header block
+    data[header + 100:header + 108] = b"garbage!"  # its mode field: the checksum no longer holds
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    one_line_error(lambda: D.load_cifar10(bad, use_cache=False),
+                   r"bad\.tar: the archive is corrupted or truncated after member '.*': invalid "
+                   r"member header")
+    gz = write_tar(tmp_path / "c.tar.gz", png_folder)
+    data = bytearray(gz.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # PNG members barely compress: the flip lands in stored data
+    gz.write_bytes(bytes(data))
+    one_line_error(lambda: D.load_cifar10(gz, use_cache=False),
+                   r"c\.tar\.gz: the archive is corrupted or truncated (at|after) member")
+
+
+def test_truncated_batches_tarball_is_not_missing_batches(tmp_path, synthetic):
+    root = write_batches(tmp_path / "cifar-10-batches-py", synthetic)
+    archive = write_tar(tmp_path / "cifar-10-python.tar.gz", root, top="cifar-10-batches-py")
+    data = archive.read_bytes()
+    archive.write_bytes(data[:len(data) // 2])
+    one_line_error(lambda: D.load_cifar10(archive, cache_dir=tmp_path / "cache"),
+                   r"the archive is corrupted or truncated")
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_failed_or_rejected_decodes_write_no_cache(tmp_path, png_folder):
+    cache = tmp_path / "cache"
+    (png_folder / "test" / "cat" / "0100.png").write_bytes(b"\x89PNG\r\n\x1a\n but truncated")
+    one_line_error(lambda: D.load_cifar10(png_folder, cache_dir=cache), r"0100\.png: cannot decode")
+    assert cache_files(cache) == []
+    (png_folder / "test" / "cat" / "0100.png").unlink()
+    for split in ("train", "test"):  # nine classes: decodes, but is not CIFAR-10
+        for f in (png_folder / split / "truck").iterdir():
+            f.unlink()
+        (png_folder / split / "truck").rmdir()
+    one_line_error(lambda: D.load_cifar10(png_folder, cache_dir=cache), r"needs 10 classes")
+    assert cache_files(cache) == []
+
+
+def _cifar_like_members(train_counts: dict) -> dict:
+    """A flat image tar of CIFAR-10's classes, ``train_counts[class]`` (default 3) train images
+    each and 2 test images each, written from one tiny PNG."""
+    img = png_bytes()
+    members = {}
+    for c in D.CIFAR10_CLASSES:
+        members.update({f"train/{c}/{i:04d}.png": img for i in range(train_counts.get(c, 3))})
+        members.update({f"test/{c}/{i:04d}.png": img for i in range(2)})
+    return members
+
+
+def test_incomplete_full_cifar10_is_an_error(tmp_path):
+    # One class complete says "this is the full CIFAR-10": then the others must be complete too.
+    archive = member_tar(tmp_path / "cifar.tar", _cifar_like_members({"airplane": 5000, "cat": 600}),
+                         mode="w")
+    cache = tmp_path / "cache"
+    one_line_error(lambda: D.load_cifar10(archive, cache_dir=cache),
+                   r"cifar\.tar: an incomplete CIFAR-10: train/automobile has 3, train/bird has 3, "
+                   r"train/cat has 600 \.\.\. where the full set has 5,000 images per class")
+    assert cache_files(cache) == []
+    # Asking for a subset on purpose is fine.
+    data = D.load_cifar10(archive, max_per_class=2, use_cache=False)
+    assert np.bincount(data.train.labels).tolist() == [2] * 10
+
+
+def test_incomplete_full_cifar10_batches_is_an_error(tmp_path, synthetic):
+    root = write_batches(tmp_path / "b", synthetic)
+    labels = [0] * 5000 + list(range(1, 10))  # airplane complete, every other class one image
+    for k in range(2, 6):
+        (root / f"data_batch_{k}").unlink()
+    dump_batch(root, "data_batch_1", {b"data": np.zeros((len(labels), 3072), np.uint8),
+                                      b"labels": labels})
+    one_line_error(lambda: D.load_cifar10(root, use_cache=False),
+                   r"an incomplete CIFAR-10: train/automobile has 1, train/bird has 1, train/cat "
+                   r"has 1 \.\.\. where the full set has 5,000")
+    data = D.load_cifar10(root, use_cache=False, max_per_class=1)  # a subset on purpose
+    assert np.bincount(data.train.labels).tolist() == [1] * 10
+
+
+def test_max_per_class_applies_to_pickled_batches(tmp_path, synthetic):
+    root = write_batches(tmp_path / "b", synthetic)
+    full = D.load_cifar10(root, use_cache=False)
+    head = D.load_cifar10(root, use_cache=False, max_per_class=2)
+    assert np.bincount(head.train.labels).tolist() == [2] * 10
+    assert np.bincount(head.test.labels).tolist() == [2] * 10
+    first = np.concatenate([np.flatnonzero(full.train.labels == c)[:2] for c in range(10)])
+    np.testing.assert_array_equal(head.train.images, full.train.images[np.sort(first)])
+
+
+def test_decompression_bomb_is_refused(tmp_path, png_folder, monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 600)  # 1,024-pixel images: Pillow warns
+    one_line_error(lambda: D.load_image_folder(png_folder, use_cache=False),
+                   r"\.png: refused as a possible decompression bomb: Image size \(1024 pixels\)")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # over twice the limit: Pillow raises
+    one_line_error(lambda: D.load_image_folder(png_folder, use_cache=False),
+                   r"\.png: refused as a possible decompression bomb")
+
+
+def _die(*args):
+    os._exit(3)
+
+
+def test_dead_decoder_process_is_a_clear_error(png_folder, monkeypatch):
+    monkeypatch.setattr(D, "_MIN_PARALLEL_IMAGES", 1)
+    monkeypatch.setattr(D, "_decode_chunk", _die)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    one_line_error(lambda: D.load_cifar10(png_folder, use_cache=False, workers=2),
+                   r"png: a decoder process failed .*try again with workers=0")
+
+
+def test_images_outside_the_layout_are_reported(tmp_path, png_folder, caplog):
+    nested = png_folder / "train" / "cat" / "extra"
+    nested.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(nested / "0.png")
+    with caplog.at_level("WARNING", logger=D.__name__):
+        D.load_cifar10(png_folder, use_cache=False)
+        D.load_cifar10(write_tar(tmp_path / "c.tar.gz", png_folder), use_cache=False)
+    warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(warned) == 2 and all("extra" in w for w in warned), warned
+
+
+# --------------------------------------------------------------------------------------------------
+# The cache folder
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cache_dir_that_is_a_file_only_disables_the_cache(tmp_path, png_folder, caplog):
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("not a folder")
+    with caplog.at_level("WARNING", logger=D.__name__):
+        data = D.load_cifar10(png_folder, cache_dir=blocker)
+        bundle = D.get_data("cifar10", path=png_folder, cache_dir=blocker / "sub", val_fraction=0.5)
+    assert data.train.images.shape == (10 * N_TRAIN, 3, 32, 32) and bundle.num_classes == 10
+    warned = [r.getMessage() for r in caplog.records if "cannot write the decode cache" in
+              r.getMessage()]
+    assert len(warned) == 2 and all("loaded without caching" in w for w in warned)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_unwritable_cache_only_disables_the_cache(tmp_path, png_folder, caplog, monkeypatch):
+    def read_only(path, data):  # what atomic_write_bytes raises on a read-only folder
+        raise ConfigError(f"{path}: cannot write: Permission denied; the previous file, if any, "
+                          "is unchanged")
+
+    monkeypatch.setattr(D, "atomic_write_bytes", read_only)
+    with caplog.at_level("WARNING", logger=D.__name__):
+        data = D.load_cifar10(png_folder, cache_dir=tmp_path / "cache")
+    assert len(data.train) == 10 * N_TRAIN
+    assert any("Permission denied" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root ignores folder permissions")
+def test_read_only_cache_folder(tmp_path, png_folder, caplog):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o500)
+    try:
+        with caplog.at_level("WARNING", logger=D.__name__):
+            assert len(D.load_cifar10(png_folder, cache_dir=cache).train) == 10 * N_TRAIN
+    finally:
+        cache.chmod(0o700)
+    assert any("cannot write the decode cache" in r.getMessage() for r in caplog.records)
