@@ -391,8 +391,8 @@ def _read_file(file: Path, what: str) -> bytes:
                               f"expected {what}")
         size = file.stat().st_size
         if size > _MAX_FILE_BYTES:
-            raise ConfigError(f"{file}: {size:,} bytes, over the {_MAX_FILE_BYTES:,}-byte limit for "
-                              f"{what}")
+            raise ConfigError(f"{file}: {size:,} bytes, over the {_MAX_FILE_BYTES:,}-byte limit "
+                              f"for {what}")
         return file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {_reason(exc)}") from None
@@ -455,11 +455,11 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D102 - see the class docstring
         try:
             return self.allowed[(module, name)]
-        except (KeyError, TypeError):
-            raise ConfigError(f"{self.name}: refused to unpickle global {module}.{name}: a CIFAR "
-                              f"batch holds only dicts, lists, strings, numbers and numpy arrays, so "
-                              f"this file is not one (or was tampered with); nothing in it was run") \
-                from None
+        except KeyError:
+            raise ConfigError(
+                f"{self.name}: refused to unpickle global {module}.{name}: a CIFAR batch "
+                f"holds only dicts, lists, strings, numbers and numpy arrays, so this file is not "
+                f"one (or was tampered with); nothing in it was run") from None
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(f"{self.name}: refused to unpickle {what}: not something a CIFAR batch "
@@ -578,7 +578,8 @@ def _batch_meta(name: str, data: bytes) -> tuple[tuple[str, ...], Optional[int]]
             try:
                 c = c.decode("utf-8")
             except UnicodeDecodeError:
-                raise ConfigError(f"{name}: label name {_short(c)} is not valid UTF-8 text") from None
+                raise ConfigError(f"{name}: label name {_short(c)} is not valid UTF-8 "
+                                  f"text") from None
         if not isinstance(c, str) or not c:
             raise ConfigError(f"{name}: 'label_names' must hold non-empty strings, got "
                               f"{_short(c)}")
@@ -758,9 +759,10 @@ def _check_full_cifar10(classes: Sequence[str], counts: Mapping[str, np.ndarray]
         wrong = [(c, int(k)) for c, k in zip(classes, n) if k != full]
         if wrong:
             shown = ", ".join(f"{split}/{c} has {k:,}" for c, k in wrong[:3])
-            raise ConfigError(f"{source}: an incomplete CIFAR-10: {shown}{' ...' if len(wrong) > 3 else ''}"
-                              f" where the full set has {full:,} images per class (as the other "
-                              f"{split} classes do); the copy is damaged or changed")
+            more = " ..." if len(wrong) > 3 else ""
+            raise ConfigError(f"{source}: an incomplete CIFAR-10: {shown}{more} where the full set "
+                              f"has {full:,} images per class (as the other {split} classes do); "
+                              f"the copy is damaged or changed")
 
 
 def _split_class_items(
@@ -832,8 +834,8 @@ def _read_image_dir(root: Path, max_per_class: Optional[int]) -> tuple[dict, dic
         class_dirs = [p for p in children if p.is_dir()]
         loose = [p for p in children if _is_image(p.name) and not p.is_dir()]
         if loose and not class_dirs:
-            raise ConfigError(f"{split_dir}: holds images directly ({loose[0].name}, ...); expected "
-                              f"one sub-folder per class, {split}/<class>/*.png|jpg")
+            raise ConfigError(f"{split_dir}: holds images directly ({loose[0].name}, ...); "
+                              f"expected one sub-folder per class, {split}/<class>/*.png|jpg")
         ignored.extend(loose)
         for class_dir in class_dirs:
             files = []
@@ -922,7 +924,8 @@ def _read_tar(
     try:
         tf = tarfile.open(path, "r:*", tarinfo=_recording_tarinfo(header_errors))
     except (tarfile.TarError, OSError, EOFError, zlib.error, *_LZMA_ERRORS) as exc:
-        hint = " (it is a zip archive: extract it, or repack it as .tar.gz)" if _is_zip(path) else ""
+        hint = (" (it is a zip archive: extract it, or repack it as .tar.gz)" if _is_zip(path)
+                else "")
         raise ConfigError(f"{path}: not a readable tar archive (plain, gzip, bz2 or xz){hint}: "
                           f"{_reason(exc)}") from None
     current: Optional[str] = None  # the member being read
@@ -967,7 +970,8 @@ def _read_tar(
 
 
 def _tar_member(tf, member, path, max_per_class, entries, listed, batches, top_dirs, ignored):
-    """File one archive member into ``batches`` or ``entries``/``listed`` (see :func:`_read_tar`)."""
+    """File one archive member into ``batches`` or ``entries``/``listed`` (see
+    :func:`_read_tar`)."""
     parts = [p for p in member.name.split("/") if p not in ("", ".")]
     if not parts:
         return
@@ -1030,7 +1034,8 @@ def _detect_layout(path: Path) -> tuple[str, Path]:
         raise ConfigError(f"{path}: no such file or directory; {_EXPECTED_LAYOUTS}")
     if is_file:
         try:
-            is_tar = path.name.lower().endswith((".tar.gz", ".tgz", ".tar")) or tarfile.is_tarfile(path)
+            is_tar = (path.name.lower().endswith((".tar.gz", ".tgz", ".tar"))
+                      or tarfile.is_tarfile(path))
         except (OSError, EOFError, zlib.error, *_LZMA_ERRORS) as exc:
             raise ConfigError(f"{path}: cannot read: {_reason(exc)}") from None
         if is_tar:
@@ -1208,7 +1213,8 @@ def _load(
         max_per_class = _check_int(max_per_class, "max_per_class", 1)
     workers = _check_int(workers, "workers", 0)
     use_cache = _check_bool(use_cache, "use_cache")
-    directory = default_cache_dir(None if cache_dir is None else _check_path(cache_dir, "cache_dir"))
+    directory = default_cache_dir(None if cache_dir is None
+                                  else _check_path(cache_dir, "cache_dir"))
     _detect_layout(path)  # a missing or unreadable source fails here, before any cache work
     if not use_cache:
         data = decode_source(path, image_size, max_per_class, workers)

@@ -474,6 +474,18 @@ def test_real_cifar10_archive_head(tmp_path):
     assert 40 < data.train.images.mean() < 200
 
 
+@needs_real_cifar
+def test_real_cifar10_archive_truncated(tmp_path):
+    """A download cut short is an error, with no cache file, not 60% of CIFAR-10."""
+    cut = tmp_path / "cifar10-jpg.tar.gz"  # a truncated copy in tmp_path, never in the repository
+    with open(REAL_CIFAR, "rb") as fh:
+        cut.write_bytes(fh.read(int(REAL_CIFAR.stat().st_size * 0.6)))
+    one_line_error(lambda: D.load_cifar10(cut, cache_dir=tmp_path / "cache", max_per_class=10),
+                   r"cifar10-jpg\.tar\.gz: the archive is corrupted or truncated (at|after) member "
+                   r"'(train|test)/[a-z]+/\d+\.jpg': Compressed file ended")
+    assert cache_files(tmp_path / "cache") == []
+
+
 @pytest.mark.slow
 @needs_real_cifar
 def test_real_cifar10_full_decode_and_cached_load(tmp_path):
@@ -677,7 +689,8 @@ def test_tar_cut_at_a_member_boundary_is_not_a_smaller_dataset(tmp_path, png_fol
         assert len(tf.getmembers()) == last_image
     one_line_error(lambda: D.load_cifar10(cut, cache_dir=tmp_path / "cache"),
                    rf"cut\.tar: the archive is corrupted or truncated after member "
-                   rf"'{re.escape(names[last_image - 1])}': it ends without the end-of-archive marker")
+                   rf"'{re.escape(names[last_image - 1])}': it ends without the end-of-archive "
+                   rf"marker")
     assert cache_files(tmp_path / "cache") == []
 
 
@@ -736,8 +749,8 @@ def _cifar_like_members(train_counts: dict) -> dict:
 
 def test_incomplete_full_cifar10_is_an_error(tmp_path):
     # One class complete says "this is the full CIFAR-10": then the others must be complete too.
-    archive = member_tar(tmp_path / "cifar.tar", _cifar_like_members({"airplane": 5000, "cat": 600}),
-                         mode="w")
+    members = _cifar_like_members({"airplane": 5000, "cat": 600})
+    archive = member_tar(tmp_path / "cifar.tar", members, mode="w")
     cache = tmp_path / "cache"
     one_line_error(lambda: D.load_cifar10(archive, cache_dir=cache),
                    r"cifar\.tar: an incomplete CIFAR-10: train/automobile has 3, train/bird has 3, "
@@ -848,3 +861,423 @@ def test_read_only_cache_folder(tmp_path, png_folder, caplog):
     finally:
         cache.chmod(0o700)
     assert any("cannot write the decode cache" in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------------------------------
+# Every user mistake is a one-line ConfigError naming the field or file
+# --------------------------------------------------------------------------------------------------
+
+#: pytest params ``(build, pattern)``: ``build(tmp_path, synthetic, monkeypatch)`` sets a mistake
+#: up and returns the call that must fail; ``pattern`` must be found in its one-line message.
+BAD_INPUTS: list = []
+
+_NAN = float("nan")
+_GET_DATA_CASES = [  # (keyword arguments of get_data, pattern)
+    ({"name": "imagenet"},
+     r"^unknown dataset 'imagenet'; known datasets: "
+     r"\['cifar10', 'image-folder', 'mnist-embedded'\]$"),
+    ({"name": None}, r"^unknown dataset None; known datasets: \["),
+    ({"name": ["cifar10"]}, r"^unknown dataset \['cifar10'\]; known datasets"),
+    ({"val_fraction": 0}, r"^val_fraction must be a number in \(0, 1\), got 0$"),
+    ({"val_fraction": 1.0}, r"^val_fraction must be a number in \(0, 1\), got 1\.0$"),
+    ({"val_fraction": -0.1}, r"^val_fraction must be a number in \(0, 1\), got -0\.1$"),
+    ({"val_fraction": _NAN}, r"^val_fraction must be a number in \(0, 1\), got nan$"),
+    ({"val_fraction": True}, r"^val_fraction must be a number in \(0, 1\), got True \(bool\)$"),
+    ({"val_fraction": "0.1"}, r"^val_fraction must be a number in \(0, 1\), got '0\.1' \(str\)$"),
+    ({"val_fraction": 1e300}, r"^val_fraction must be a number in \(0, 1\), got 1e\+300$"),
+    ({"limit": 0}, r"^limit must be an integer >= 1, got 0$"),
+    ({"limit": -5}, r"^limit must be an integer >= 1, got -5$"),
+    ({"limit": _NAN}, r"^limit must be an integer >= 1, got nan \(float\)$"),
+    ({"limit": True}, r"^limit must be an integer >= 1, got True \(bool\)$"),
+    ({"limit": 2.5}, r"^limit must be an integer >= 1, got 2\.5 \(float\)$"),
+    ({"limit": "10"}, r"^limit must be an integer >= 1, got '10' \(str\)$"),
+    ({"batch_size": 0}, r"^batch_size must be an integer in \[1, 1048576\], got 0$"),
+    ({"batch_size": -1}, r"^batch_size must be an integer in \[1, 1048576\], got -1$"),
+    ({"batch_size": True}, r"^batch_size must be an integer in \[1, 1048576\], got True \(bool\)$"),
+    ({"batch_size": _NAN}, r"^batch_size must be an integer in \[1, 1048576\], got nan \(float\)$"),
+    ({"batch_size": 10**12},
+     r"^batch_size must be an integer in \[1, 1048576\], got 1000000000000$"),
+    ({"batch_size": 8.0}, r"^batch_size must be an integer in \[1, 1048576\], got 8\.0 \(float\)$"),
+    ({"eval_batch_size": 0}, r"^eval_batch_size must be an integer in \[1, 1048576\], got 0$"),
+    ({"seed": -1}, r"^seed must be an integer >= 0, got -1$"),
+    ({"seed": 1.5}, r"^seed must be an integer >= 0, got 1\.5 \(float\)$"),
+    ({"num_workers": -1}, r"^num_workers must be an integer >= 0, got -1$"),
+    ({"augment": "no"}, r"^augment must be true or false, got 'no' \(str\)$"),
+    ({"path": "x"}, r"^mnist-embedded is built in and takes no path; got path=x$"),
+    ({"name": "cifar10"},
+     r"^cifar10 needs a path \(argument path= or \$COEXPLORE_CIFAR10\); expected"),
+    ({"name": "image-folder"}, r"^image-folder needs a path; expected one of"),
+    ({"name": "image-folder", "path": ""}, r"^path is empty; expected a file or folder path$"),
+    ({"name": "image-folder", "path": 5},
+     r"^path must be a file or folder path \(a string\), got 5 \(int\)$"),
+    ({"name": "image-folder", "path": b"/data"},
+     r"^path must be a file or folder path \(a string\), got b'/data' \(bytes\)$"),
+    ({"name": "image-folder", "path": "a\0b"}, r"^path 'a\\x00b' contains a NUL character"),
+    ({"name": "image-folder", "path": "~no_such_user_xq7/cifar"},
+     r"^path '~no_such_user_xq7/cifar': cannot expand '~'"),
+    ({"name": "cifar10", "path": "/data", "cache_dir": 3},
+     r"^cache_dir must be a file or folder path \(a string\), got 3 \(int\)$"),
+]
+for _kwargs, _pattern in _GET_DATA_CASES:
+    BAD_INPUTS.append(pytest.param(
+        lambda t, s, mp, kw=_kwargs: (lambda: D.get_data(**{"name": "mnist-embedded", **kw})),
+        _pattern, id="get_data-" + ",".join(f"{k}={v!r}" for k, v in _kwargs.items())))
+
+
+def bad_input(pattern: str):
+    """Register ``build`` as a bad-input case whose error must match ``pattern``."""
+    def register(build):
+        BAD_INPUTS.append(pytest.param(build, pattern, id=build.__name__))
+        return build
+    return register
+
+
+def _folder(t, s):
+    return write_folder(t / "png", s)
+
+
+def _batches(t, s):
+    return write_batches(t / "b", s)
+
+
+def _batch_file(root: Path, name: str = "data_batch_2") -> dict:
+    return pickle.loads((root / name).read_bytes(), encoding="bytes")
+
+
+# ---- paths and layouts ----
+
+@bad_input(r"too_long_x+: cannot access: File name too long$")
+def path_too_long(t, s, mp):
+    return lambda: D.get_data("image-folder", path=t / ("too_long_" + "x" * 5000))
+
+
+@bad_input(r"nowhere: no such file or directory; expected one of")
+def env_path_missing(t, s, mp):
+    mp.setenv("COEXPLORE_CIFAR10", str(t / "nowhere"))
+    return lambda: D.get_data("cifar10")
+
+
+@bad_input(r"empty: no known dataset layout \(contents: empty\); expected one of")
+def empty_folder(t, s, mp):
+    (t / "empty").mkdir()
+    return lambda: D.load_cifar10(t / "empty")
+
+
+@bad_input(r"notes\.txt: a file that is not a tar archive; expected one of")
+def non_utf8_text_file(t, s, mp):
+    (t / "notes.txt").write_bytes("café, naïve: latin-1 text".encode("latin-1"))
+    return lambda: D.load_cifar10(t / "notes.txt")
+
+
+@bad_input(r"data\.zip: a file that is not a tar archive \(a zip archive: extract it, or repack "
+           r"it as \.tar\.gz\)")
+def zip_file(t, s, mp):
+    import zipfile
+    with zipfile.ZipFile(t / "data.zip", "w") as z:
+        z.writestr("train/cat/0.png", png_bytes())
+    return lambda: D.load_cifar10(t / "data.zip")
+
+
+@bad_input(r"data\.tar\.gz: not a readable tar archive \(plain, gzip, bz2 or xz\) \(it is a zip "
+           r"archive")
+def zip_named_targz(t, s, mp):
+    import zipfile
+    with zipfile.ZipFile(t / "data.tar.gz", "w") as z:
+        z.writestr("train/cat/0.png", png_bytes())
+    return lambda: D.load_cifar10(t / "data.tar.gz")
+
+
+@bad_input(r"junk\.tgz: not a readable tar archive \(plain, gzip, bz2 or xz\): ")
+def binary_junk_named_tgz(t, s, mp):
+    (t / "junk.tgz").write_bytes(np.random.default_rng(0).bytes(4096))
+    return lambda: D.load_cifar10(t / "junk.tgz")
+
+
+@bad_input(r"/train: a file where the train/ folder of an image dataset is expected")
+def train_is_a_file(t, s, mp):
+    (t / "d" / "test" / "cat").mkdir(parents=True)
+    (t / "d" / "train").write_text("I should be a folder")
+    return lambda: D.load_image_folder(t / "d")
+
+
+@bad_input(r"d: class folder\(s\) without images: \['train/cat', 'test/cat'\]$")
+def folder_of_non_images(t, s, mp):
+    for split in ("train", "test"):
+        (t / "d" / split / "cat").mkdir(parents=True)
+        (t / "d" / split / "cat" / "notes.txt").write_text("not an image")
+    return lambda: D.load_image_folder(t / "d", use_cache=False)
+
+
+@bad_input(r"/train: holds images directly \(0\.png, \.\.\.\); expected one sub-folder per class")
+def images_directly_in_split(t, s, mp):
+    for split in ("train", "test"):
+        (t / "d" / split).mkdir(parents=True)
+        (t / "d" / split / "0.png").write_bytes(png_bytes())
+    return lambda: D.load_image_folder(t / "d", use_cache=False)
+
+
+@bad_input(r"9999\.png: not a regular file \(a folder, a broken link or a device\); expected an "
+           r"image file$")
+def image_named_folder(t, s, mp):
+    (_folder(t, s) / "train" / "cat" / "9999.png").mkdir()
+    return lambda: D.load_cifar10(t / "png", use_cache=False)
+
+
+@bad_input(r"9999\.png: not a regular file \(a folder, a broken link or a device\)")
+def broken_link_image(t, s, mp):
+    (_folder(t, s) / "train" / "cat" / "9999.png").symlink_to(t / "gone.png")
+    return lambda: D.load_cifar10(t / "png")
+
+
+@bad_input(r"0100\.png: cannot decode image: cannot identify image file")
+def corrupt_image(t, s, mp):
+    (_folder(t, s) / "train" / "cat" / "0100.png").write_bytes(b"GIF89a but not really")
+    return lambda: D.load_cifar10(t / "png", use_cache=False)
+
+
+@bad_input(r"9999\.png: image is 64x64 \(W x H\), expected 32x32$")
+def big_image_in_cifar_folder(t, s, mp):
+    (_folder(t, s) / "test" / "dog" / "9999.png").write_bytes(png_bytes(64, 64))
+    return lambda: D.load_cifar10(t / "png", use_cache=False)
+
+
+@bad_input(r"9999\.png: a I;16 image \(more than 8 bits per channel\); expected an 8-bit")
+def sixteen_bit_image(t, s, mp):
+    img = Image.fromarray(np.full((32, 32), 40000, np.uint16))
+    img.save(_folder(t, s) / "train" / "dog" / "9999.png")
+    return lambda: D.load_cifar10(t / "png", use_cache=False)
+
+
+@bad_input(r"b/1\.png: image is 20x16 \(W x H\), expected 16x16 like .*a/0\.png$")
+def mixed_sizes_in_generic_folder(t, s, mp):
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (t / "g" / split / c).mkdir(parents=True)
+            (t / "g" / split / c / "0.png").write_bytes(png_bytes(16, 16))
+    (t / "g" / "train" / "b" / "1.png").write_bytes(png_bytes(16, 20))
+    return lambda: D.get_data("image-folder", path=t / "g", cache_dir=t / "c")
+
+
+@bad_input(r"g: class folder name '\\udcff' is not valid UTF-8 text$")
+def non_utf8_class_folder(t, s, mp):
+    for split in ("train", "test"):
+        d = os.path.join(os.fsencode(t / "g" / split), b"\xff")
+        os.makedirs(d)
+        with open(os.path.join(d, b"0.png"), "wb") as fh:
+            fh.write(png_bytes())
+    return lambda: D.load_image_folder(t / "g")
+
+
+# ---- pickled batches ----
+
+@bad_input(r"data_batch_1: not a regular file \(a folder, a broken link or a device\); expected "
+           r"a pickled CIFAR batch file$")
+def batch_is_a_folder(t, s, mp):
+    root = _batches(t, s)
+    (root / "data_batch_1").unlink()
+    (root / "data_batch_1").mkdir()
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"b: data_batch_3 is missing; found data_batch_1, 2, 4, 5 \(they must run from 1")
+def batch_gap(t, s, mp):
+    (_batches(t, s) / "data_batch_3").unlink()
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"b: CIFAR batches need data_batch_\* and test_batch, found \['batches\.meta', "
+           r"'data_batch_1',")
+def no_test_batch(t, s, mp):
+    (_batches(t, s) / "test_batch").unlink()
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"data_batch_2: cannot unpickle CIFAR batch: ")
+def batch_is_text(t, s, mp):
+    (_batches(t, s) / "data_batch_2").write_text("hello, I am a text file")
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"data_batch_2: expected a pickled dict, got list$")
+def batch_is_a_list(t, s, mp):
+    dump_batch(_batches(t, s), "data_batch_2", [1, 2, 3])
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"data_batch_2: CIFAR batch without 'data' and 'labels' entries \(keys: \['data'\]\)$")
+def batch_without_labels(t, s, mp):
+    root = _batches(t, s)
+    dump_batch(root, "data_batch_2", {b"data": _batch_file(root)[b"data"]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"data_batch_2: 'data' must be uint8 N x 3072 \(32x32 RGB\), got float32 \(6, 3072\)$")
+def batch_data_float(t, s, mp):
+    root = _batches(t, s)
+    old = _batch_file(root)
+    dump_batch(root, "data_batch_2", {b"data": old[b"data"].astype(np.float32),
+                                      b"labels": old[b"labels"]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"data_batch_2: 'data' must be uint8 N x 3072 \(32x32 RGB\), got list$")
+def batch_data_list(t, s, mp):
+    root = _batches(t, s)
+    old = _batch_file(root)
+    dump_batch(root, "data_batch_2", {b"data": old[b"data"].tolist(), b"labels": old[b"labels"]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"data_batch_2: 5 labels for 6 images$")
+def batch_label_count(t, s, mp):
+    root = _batches(t, s)
+    old = _batch_file(root)
+    dump_batch(root, "data_batch_2", {b"data": old[b"data"], b"labels": old[b"labels"][:-1]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"data_batch_2: 'labels' must be a list of integers or a 1-D integer array, got list$")
+def batch_labels_float(t, s, mp):
+    root = _batches(t, s)
+    old = _batch_file(root)
+    dump_batch(root, "data_batch_2", {b"data": old[b"data"],
+                                      b"labels": [float(v) for v in old[b"labels"]]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"b: train labels outside 0\.\.9$")
+def batch_label_too_large(t, s, mp):
+    root = _batches(t, s)
+    old = _batch_file(root)
+    dump_batch(root, "data_batch_2", {b"data": old[b"data"], b"labels": [10] * 6})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"b: test labels outside 0\.\.9$")
+def batch_label_negative(t, s, mp):
+    root = _batches(t, s)
+    old = _batch_file(root, "test_batch")
+    dump_batch(root, "test_batch", {b"data": old[b"data"], b"labels": [-1] + old[b"labels"][1:]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"batches\.meta: 'label_names' must be a non-empty list of strings, got int$")
+def meta_names_not_a_list(t, s, mp):
+    dump_batch(_batches(t, s), "batches.meta", {b"label_names": 5})
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"batches\.meta: label name b'\\xffcat' is not valid UTF-8 text$")
+def meta_name_not_utf8(t, s, mp):
+    names = [c.encode() for c in D.CIFAR10_CLASSES]
+    dump_batch(_batches(t, s), "batches.meta", {b"label_names": [b"\xffcat"] + names[1:]})
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"batches\.meta: 'label_names' repeats a name")
+def meta_duplicate_names(t, s, mp):
+    dump_batch(_batches(t, s), "batches.meta", {b"label_names": [b"cat"] * 10})
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"data_batch_1: 6 images, but batches\.meta promises 10,000 per batch$")
+def meta_batch_size_disagrees(t, s, mp):
+    dump_batch(_batches(t, s), "batches.meta", {
+        b"label_names": [c.encode() for c in D.CIFAR10_CLASSES], b"num_cases_per_batch": 10000})
+    return lambda: D.load_cifar10(t / "b")
+
+
+@bad_input(r"data_batch_2: 'filenames' has 1 entries for 6 images$")
+def batch_filenames_disagree(t, s, mp):
+    root = _batches(t, s)
+    dump_batch(root, "data_batch_2", {**_batch_file(root), b"filenames": [b"0.png"]})
+    return lambda: D.load_cifar10(root)
+
+
+@bad_input(r"data_batch_2: 4 bytes after the end of the pickle; the file is damaged")
+def batch_trailing_bytes(t, s, mp):
+    f = _batches(t, s) / "data_batch_2"
+    f.write_bytes(f.read_bytes() + b"junk")
+    return lambda: D.load_cifar10(t / "b")
+
+
+# ---- archives ----
+
+@bad_input(r"two\.tar\.gz: batches\.meta appears twice \(.*a/batches\.meta and b/batches\.meta\)")
+def tar_with_a_batch_twice(t, s, mp):
+    root = _batches(t, s)
+    with tarfile.open(t / "two.tar.gz", "w:gz") as tf:
+        tf.add(root, arcname="a")
+        tf.add(root, arcname="b")
+    return lambda: D.load_cifar10(t / "two.tar.gz")
+
+
+@bad_input(r"link\.tar:train/cat/1\.png: a symbolic link, expected an image file; links inside "
+           r"archives are not followed$")
+def tar_with_linked_image(t, s, mp):
+    archive = member_tar(t / "link.tar", {"train/cat/0.png": png_bytes(),
+                                          "test/cat/0.png": png_bytes()}, mode="w")
+    with tarfile.open(archive, "a") as tf:
+        info = tarfile.TarInfo("train/cat/1.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    return lambda: D.load_image_folder(archive)
+
+
+@bad_input(r"both\.tar\.gz: holds both pickled CIFAR batches and an image folder")
+def tar_with_both_layouts(t, s, mp):
+    with tarfile.open(t / "both.tar.gz", "w:gz") as tf:
+        tf.add(_batches(t, s), arcname="cifar-10-batches-py")
+        tf.add(_folder(t, s), arcname="images")
+    return lambda: D.load_cifar10(t / "both.tar.gz")
+
+
+@bad_input(r"c\.tar\.gz:cifar10/test/airplane/0000\.png: [\d,]+ bytes, over the 100-byte limit for "
+           r"an image file$")
+def tar_member_too_large(t, s, mp):
+    archive = write_tar(t / "c.tar.gz", _folder(t, s))
+    mp.setattr(D, "_MAX_FILE_BYTES", 100)
+    return lambda: D.load_cifar10(archive)
+
+
+# ---- loader arguments ----
+
+@bad_input(r"^max_per_class must be an integer >= 1, got 0$")
+def max_per_class_zero(t, s, mp):
+    return lambda: D.load_cifar10(_folder(t, s), max_per_class=0)
+
+
+@bad_input(r"^workers must be an integer >= 0, got '2' \(str\)$")
+def workers_as_text(t, s, mp):
+    return lambda: D.load_cifar10(_folder(t, s), workers="2")
+
+
+@bad_input(r"^use_cache must be true or false, got 'yes' \(str\)$")
+def use_cache_as_text(t, s, mp):
+    return lambda: D.load_cifar10(_folder(t, s), use_cache="yes")
+
+
+@bad_input(r"^image_size must be None or \(height, width\), got \(32,\)$")
+def image_size_one_number(t, s, mp):
+    return lambda: D.load_image_folder(_folder(t, s), image_size=(32,))
+
+
+@bad_input(r"^image_size height must be an integer >= 1, got 0$")
+def image_size_zero(t, s, mp):
+    return lambda: D.decode_source(_folder(t, s), image_size=(0, 32))
+
+
+@bad_input(r"^batch_size must be an integer in \[1, 1048576\], got 0$")
+def array_loader_batch_size(t, s, mp):
+    split = D.ArraySplit(np.zeros((2, 1, 2, 2), np.uint8), np.zeros(2, np.int64))
+    return lambda: D.ArrayLoader(split, 0, D.Augment(mean=(0.0,), std=(1.0,)))
+
+
+@pytest.mark.parametrize("build, pattern", BAD_INPUTS)
+def test_bad_input_is_a_one_line_config_error(tmp_path, synthetic, monkeypatch, build, pattern):
+    one_line_error(build(tmp_path, synthetic, monkeypatch), pattern)
+
+
+def test_bad_input_table_is_large():
+    assert len(BAD_INPUTS) >= 30
+    assert len({p.id for p in BAD_INPUTS}) == len(BAD_INPUTS)  # no case shadows another
