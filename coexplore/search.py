@@ -294,8 +294,7 @@ class CoExplorer:
     def inputs(self) -> Dict[str, str]:
         """Fingerprints of every input the numbers depend on (checked on resume)."""
         return {"search_space": self.space.fingerprint(), "hardware_space": self.hw_space.fingerprint(),
-                "cost_source": self.cost_source.fingerprint(), "data": self.data.fingerprint()
-                if hasattr(self.data, "fingerprint") else self.cfg.data.name}
+                "cost_source": self.cost_source.fingerprint(), "data": self.data.fingerprint()}
 
     def state(self) -> Dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "trainer": self.trainer.state_dict(),

@@ -1500,6 +1500,20 @@ class DataBundle:
         """The number of classes."""
         return len(self.classes)
 
+    def fingerprint(self) -> str:
+        """A 16-hex-digit hash of the images and labels of every split (what a run's numbers
+        depend on; a resumed search refuses data that changed)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            h = hashlib.sha256(self.name.encode())
+            for loader in (self.train, self.val, self.test):
+                h.update(str(tuple(loader.images.shape)).encode())
+                h.update(loader.images.numpy().tobytes())
+                h.update(loader.labels.numpy().tobytes())
+            cached = h.hexdigest()[:16]
+            object.__setattr__(self, "_fingerprint", cached)
+        return cached
+
 
 @dataclass(frozen=True)
 class _DatasetSpec:
