@@ -300,6 +300,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from search_spaces import get_data
+    from search_spaces.tasks import get_task
     from search_spaces.train import resolve_device
 
     from .finalize import chance_level, retrain
@@ -321,7 +322,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     acc = rt["test_accuracy"]
     result = result.with_(retrains=[*result.retrains, rt], accuracy_source="retrained-test (coexplore retrain)",
                           metrics={**result.metrics, "accuracy": acc, "error": 1.0 - acc},
-                          chance_level=chance_level(acc, space.num_classes, rt["test_samples"]))
+                          chance_level=chance_level(acc, get_task(space).chance(space.num_classes), rt["test_samples"]))
     write_result(run, result)
     print(json.dumps(rt, indent=2) if args.format == "json" else
           f"{run}: test accuracy {100 * acc:.2f}% after {epochs} epochs from scratch "

@@ -25,16 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 
-def chance_level(accuracy: float, num_classes: int, samples: int, sigmas: float = 3.0) -> bool:
-    """Whether ``accuracy`` on ``samples`` examples of ``num_classes`` balanced classes is
-    within ``sigmas`` binomial standard deviations of guessing (``1 / num_classes``).
-
-    A NaN accuracy counts as chance level.
+def chance_level(accuracy: float, chance: float, samples: int, sigmas: float = 3.0) -> bool:
+    """Whether ``accuracy`` measured on ``samples`` examples is within ``sigmas`` binomial
+    standard deviations of ``chance``, the score of guessing (``1 / num_classes`` for a
+    balanced classifier; see each task's ``chance``).  A NaN accuracy counts as chance level.
     """
     if not math.isfinite(accuracy) or samples <= 0:
         return True
-    p = 1.0 / max(1, num_classes)
-    return accuracy <= p + sigmas * math.sqrt(p * (1.0 - p) / samples)
+    p = min(max(float(chance), 0.0), 1.0)
+    return accuracy <= p + sigmas * math.sqrt(max(p * (1.0 - p), 1e-12) / samples)
 
 
 def retrain(space, sample: Mapping[str, str], data, epochs: int, lr: float, device: Any, seed: int,
@@ -104,10 +103,11 @@ class Finalizer:
         if not v["feasible"] and len(run.constraints) and cfg.repair:
             sample, v, repairs = run.verifier.repair(sample, run.arch_log_probs())
         scored = run.evaluate_architecture(sample)
-        acc = float(scored["accuracy"])
+        acc = float(scored[run.task.metric])
         metrics: Dict[str, Optional[float]] = {"accuracy": acc, "error": 1.0 - acc, **v["metrics"]}
         met = bool(all(c["satisfied"] for c in v["constraints"]))
-        chance = chance_level(acc, run.space.num_classes, int(scored["samples"]))
+        guess = run.task.chance(run.space.num_classes)
+        chance = chance_level(acc, guess, int(scored["samples"]))
         result = Result(
             method=cfg.method, name=cfg.name, seed=cfg.seed, search_space=run.space.name,
             hardware_space=run.hw_space.name, objective=cfg.objective.to_spec(), lam=cfg.lam,
@@ -124,7 +124,7 @@ class Finalizer:
             acc = rt["test_accuracy"]
             result = result.with_(retrain=rt, accuracy_source="retrained-test",
                                   metrics={**metrics, "accuracy": acc, "error": 1.0 - acc},
-                                  chance_level=chance_level(acc, run.space.num_classes, rt["test_samples"]))
+                                  chance_level=chance_level(acc, guess, rt["test_samples"]))
         if result.chance_level:
             logger.warning("the final design's accuracy (%.1f%%, %s) is at chance level for %d classes: the budget "
                            "is too small to tell anything about this design", 100 * result.metrics["accuracy"],

@@ -121,6 +121,7 @@ class CoExplorer:
                  cache_dir: Optional[Union[str, Path]] = None) -> None:
         from search_spaces import Supernet, TemperatureSchedule
         from search_spaces.data import get_data
+        from search_spaces.tasks import get_task
         from search_spaces.train import resolve_device
 
         self.cfg = cfg
@@ -132,6 +133,7 @@ class CoExplorer:
         self.objective = cfg.objective
         self.constraints = cfg.constraints
         self.space = cfg.resolve_search_space()
+        self.task = get_task(self.space)
         self.hw_space = cfg.resolve_hardware_space()
         self.cost_source = cfg.cost_source()
         self.table = CostTable(self.space, self.hw_space, model=self.cost_source)
@@ -150,9 +152,10 @@ class CoExplorer:
                 f"config: dataset {d.name!r} has {self.data.num_classes} classes and inputs "
                 f"{tuple(self.data.input_shape)}, but search space {self.space.name!r} expects {self.space.num_classes} "
                 f"classes and inputs {expect}")
+        supernet_class = getattr(self.space, "supernet_class", Supernet)  # a space may bring its own supernet
         with isolated_torch_rng(self.seeds.entropy("init")):
-            self.supernet = Supernet(self.space, mode=cfg.path_mode, tau=cfg.tau0,
-                                     init_generator=self.seeds.torch("init")).to(self.device)
+            self.supernet = supernet_class(self.space, mode=cfg.path_mode, tau=cfg.tau0,
+                                           init_generator=self.seeds.torch("init")).to(self.device)
         self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.epochs)
         self._evaluator: Optional[Evaluator] = None
         cost = self.method.hardware_cost(self)
@@ -170,7 +173,7 @@ class CoExplorer:
                                    hw_encoding=cfg.hw_encoding)
         self.trainer = BilevelTrainer(self.supernet, self.data, settings, self.seeds, self.device, penalty=penalty,
                                       steering=self.method.steering(self),
-                                      trains_architecture=self.method.trains_architecture)
+                                      trains_architecture=self.method.trains_architecture, task=self.task)
         self.total_epochs = settings.total_epochs
         self.epoch = 0  # next epoch to run
         self.rows: List[Dict[str, Any]] = []
@@ -198,18 +201,19 @@ class CoExplorer:
                 for b, p in zip(self.space.blocks, self.supernet.arch_parameters())}
 
     def evaluate_architecture(self, sample: Dict[str, str]) -> Dict[str, float]:
-        """Inherited-weight validation accuracy of one architecture, BatchNorm recalibrated
-        (see :func:`search_spaces.train.inherited_accuracy`)."""
+        """Inherited-weight validation quality of one architecture (the task's metric, e.g.
+        top-1 accuracy), BatchNorm recalibrated (see :func:`search_spaces.train.inherited_accuracy`)."""
         from search_spaces.train import inherited_accuracy
         self.data.train.set_epoch(self.epoch)  # the calibration batches are a function of the epoch
         try:
             return inherited_accuracy(self.supernet, sample, self.data.train, self.data.val, self.device,
-                                      self.bn_batches)
+                                      self.bn_batches, evaluate=self.task.evaluate)
         finally:
             self.data.train.set_epoch(self.epoch)
 
     def inherited_accuracy(self, sample: Dict[str, str]) -> float:
-        return float(self.evaluate_architecture(sample)["accuracy"])
+        """The task's quality metric of one architecture with inherited weights (a fraction)."""
+        return float(self.evaluate_architecture(sample)[self.task.metric])
 
     def write_baseline_history(self, history: List[Dict[str, Any]]) -> None:
         import pandas as pd
@@ -258,7 +262,7 @@ class CoExplorer:
         sample = self.supernet.derive()
         row: Dict[str, Any] = {"epoch": epoch, "phase": "warmup" if warm else "search", "tau": self.supernet.tau,
                                "lambda": cfg.lam, "train_loss": stats["train_loss"] / n,
-                               "train_acc": stats["train_correct"] / n, "ce": stats["ce_arch"] / a if not warm else None,
+                               "train_acc": stats["train_correct"] / n if stats["train_correct"] is not None else None, "ce": stats["ce_arch"] / a if not warm else None,
                                "cost_loss": stats["cost_loss"] / a if not warm else None, "seconds": seconds}
         row["loss"] = None if warm else row["ce"] + cfg.lam * row["cost_loss"]
         row["val_acc"] = self.inherited_accuracy(sample)  # the argmax architecture, inherited weights

@@ -72,12 +72,13 @@ class BilevelTrainer:
         penalty: the hardware-aware loss (None: the architecture is trained on the task loss).
         steering: adjusts the architecture gradient (``adjust(grads, params, out)``), or None.
         trains_architecture: False for one-shot methods: every epoch trains weights only.
-        loss_fn: the task loss ``(logits, y) -> scalar``.
+        task: the task (:mod:`search_spaces.tasks`): its ``loss(outputs, targets)`` trains
+            both levels; default classification.
     """
 
     def __init__(self, supernet, data, settings: TrainerSettings, seeds: RunSeeds, device: torch.device,
                  penalty: Optional[HardwarePenalty] = None, steering: Any = None, trains_architecture: bool = True,
-                 loss_fn=F.cross_entropy) -> None:
+                 task: Any = None) -> None:
         self.net = supernet
         self.data = data
         self.s = settings
@@ -86,7 +87,12 @@ class BilevelTrainer:
         self.penalty = penalty
         self.steering = steering
         self.trains_architecture = trains_architecture
-        self.loss_fn = loss_fn
+        if task is None:
+            from search_spaces.tasks import Classification
+            task = Classification()
+        self.task = task
+        self.loss_fn = task.loss
+        self._correct = getattr(task, "batch_correct", None)
         self.w_opt = torch.optim.SGD(supernet.weight_parameters(), lr=settings.w_lr, momentum=settings.w_momentum,
                                      weight_decay=settings.w_weight_decay, nesterov=True)
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -149,9 +155,12 @@ class BilevelTrainer:
                 if not math.isfinite(step_loss):
                     raise DivergedError(f"epoch {epoch + 1}, step {step + 1}: the weight step's training loss is "
                                         f"{step_loss} (lower w_lr, currently {self.s.w_lr:g})")
-                stats["train_loss"] += step_loss * len(y)
-                stats["train_correct"] += float((logits.argmax(1) == y).sum())
-                stats["n"] += len(y)
+                stats["train_loss"] += step_loss * len(x)
+                if self._correct is not None:
+                    stats["train_correct"] += self._correct(logits, y)
+                else:
+                    stats["train_correct"] = None
+                stats["n"] += len(x)
                 if not warm:
                     try:
                         xv, yv = next(val_iter)

@@ -321,7 +321,8 @@ def recalibrated_bn(model: nn.Module, loader: Loader, batches: int, device: Devi
 
 
 def inherited_accuracy(supernet: Supernet, sample: Mapping[str, str], calib_loader: Loader, eval_loader: Loader,
-                       device: DeviceLike = None, bn_batches: int = 20) -> Dict[str, float]:
+                       device: DeviceLike = None, bn_batches: int = 20,
+                       evaluate: Optional[Callable[..., Dict[str, float]]] = None) -> Dict[str, float]:
     """Accuracy of one architecture with the supernet's weights (its BN statistics recalibrated).
 
     Args:
@@ -331,9 +332,13 @@ def inherited_accuracy(supernet: Supernet, sample: Mapping[str, str], calib_load
         eval_loader: the batches to score on (the validation split).
         device: where the supernet runs.
         bn_batches: calibration batches.
+        evaluate: ``(model, loader, device) -> record`` (default :func:`evaluate_network`;
+            a task's ``evaluate`` for other tasks).
 
     Returns:
-        :func:`evaluate_network`'s record (``accuracy``, ``loss``, ``samples``).
+        ``evaluate``'s record (``accuracy``, ``loss``, ``samples`` for classification).
     """
     with supernet.fixed(sample), recalibrated_bn(supernet, calib_loader, bn_batches, device):
-        return _run_epoch(supernet, eval_loader, resolve_device(device), "eval", False)
+        if evaluate is None:
+            return _run_epoch(supernet, eval_loader, resolve_device(device), "eval", False)
+        return evaluate(supernet, eval_loader, resolve_device(device))
