@@ -79,8 +79,8 @@ class RunConfig:
     objective: Objective = Objective("edap")  # network objective: edap | edp | latency | energy | area | {weighted: ...}
     lam: float = 1.0  # lambda: weight of the normalised hardware cost in the loss, >= 0
     constraints: ConstraintSet = ConstraintSet()  # e.g. ["latency <= 2ms", "area <= 4mm2"]
-    epochs: int = 8  # search epochs (after the warm-up), >= 1
     warmup_epochs: int = 2  # weights-only epochs first, >= 0
+    search_epochs: int = 8  # epochs of the search after the warm-up, >= 1 (a run has warmup + search epochs)
     steps_per_epoch: Optional[int] = None  # cap steps per epoch (null: one pass over the train split)
     path_mode: str = "gumbel"  # gumbel | binary | darts
     hw_encoding: str = "expected"  # what the hardware cost prices: expected (soft probabilities) | argmax (straight-through)
@@ -206,7 +206,7 @@ def _validate(c: RunConfig) -> None:
     from accelerators import MAPPING_OBJECTIVES, list_cost_sources
     _choice("cost_model", c.cost_model, list_cost_sources())
     _choice("mapping_objective", c.mapping_objective, MAPPING_OBJECTIVES)
-    _int("epochs", c.epochs, 1)
+    _int("search_epochs", c.search_epochs, 1)
     _int("warmup_epochs", c.warmup_epochs, 0)
     _int("retrain_epochs", c.retrain_epochs, 0)
     if c.steps_per_epoch is not None:
@@ -297,7 +297,14 @@ def _build(cls, data: Mapping[str, Any], where: str):
     unknown = sorted(str(k) for k in set(data) - names)
     if unknown:
         sect = f"{where}: " if where else ""
-        raise ConfigError(f"config: {sect}unknown field(s) {unknown}; allowed fields: {sorted(names)}")
+        hint = ""
+        if cls is RunConfig and "epochs" in unknown:
+            hint = " (epochs was renamed: a run has warmup_epochs, then search_epochs)"
+        else:
+            import difflib
+            close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"config: {sect}unknown field(s) {unknown}{hint}; allowed fields: {sorted(names)}")
     kwargs = {}
     for k, v in data.items():
         t = hints[k]
@@ -357,11 +364,11 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
     out = yaml.safe_load(yaml.safe_dump(_plain(data)))  # deep copy
     for item in overrides:
         if not isinstance(item, str) or "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. epochs=4 or hdx.growth=2")
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. search_epochs=4 or hdx.growth=2")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not p for p in key.split(".")):
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. epochs=4 or hdx.growth=2")
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. search_epochs=4 or hdx.growth=2")
         try:
             value = loads_yaml(raw, where=f"override {key}") if raw != "" else None
         except ConfigError:

@@ -156,7 +156,7 @@ class CoExplorer:
         with isolated_torch_rng(self.seeds.entropy("init")):
             self.supernet = supernet_class(self.space, mode=cfg.path_mode, tau=cfg.tau0,
                                            init_generator=self.seeds.torch("init")).to(self.device)
-        self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.epochs)
+        self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.search_epochs)
         self._evaluator: Optional[Evaluator] = None
         cost = self.method.hardware_cost(self)
         penalty = None
@@ -167,7 +167,7 @@ class CoExplorer:
         self.calibrator = self.method.calibrator(self)
         n = len(self.data.train)
         self.steps_per_epoch = min(n, cfg.steps_per_epoch) if cfg.steps_per_epoch else n
-        settings = TrainerSettings(epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+        settings = TrainerSettings(epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs,
                                    steps_per_epoch=self.steps_per_epoch, w_lr=cfg.w_lr, w_momentum=cfg.w_momentum,
                                    w_weight_decay=cfg.w_weight_decay, a_lr=cfg.a_lr, a_weight_decay=cfg.a_weight_decay,
                                    hw_encoding=cfg.hw_encoding)

@@ -5,7 +5,7 @@ grid whose cartesian product gives the points::
 
     name: dance-lambda
     base: experiments/configs/quickstart.yaml   # relative to the sweep file; optional
-    set: {epochs: 4}                             # every point (dotted keys ok)
+    set: {search_epochs: 4}                             # every point (dotted keys ok)
     grid:                                        # RunConfig fields (dotted ok)
       lam: [0.1, 0.5, 1.0]
       constraints: [["latency <= 0.1ms"], ["latency <= 0.2ms"]]
@@ -162,7 +162,7 @@ class Sweep:
 
         set_ = data.get("set") or {}
         if not isinstance(set_, Mapping):
-            raise ConfigError(f"{where}: set must be a mapping of RunConfig fields to values, e.g. {{epochs: 4}}, "
+            raise ConfigError(f"{where}: set must be a mapping of RunConfig fields to values, e.g. {{search_epochs: 4}}, "
                               f"got {set_!r}")
         set_items = []
         for key, value in set_.items():

@@ -19,7 +19,7 @@ from coexplore.runfolder import Result, read_result
 from coexplore.search import CoExplorer, run_search
 
 TINY = ["search_space=tiny-mnist", "hardware_space=small", "data.limit=192", "data.batch_size=32",
-        "steps_per_epoch=3", "warmup_epochs=1", "epochs=2", "progress=false",
+        "steps_per_epoch=3", "warmup_epochs=1", "search_epochs=2", "progress=false",
         "evaluator.num_arch=300", "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3",
         "evaluator.epochs_estimator=1"]
 
@@ -85,7 +85,7 @@ def test_without_the_manipulation_hdx_steers_the_surrogate_less(tmp_path, cache)
     register_method("hdx-nosteer-test")(_HDXWithoutSteering)
     try:
         args = ["lam=0.0", "path_mode=darts", "a_lr=0.05", "constraints=[latency <= 0.042ms]", "hdx.calibrate=false",
-                "epochs=3", "repair=false"]
+                "search_epochs=3", "repair=false"]
         with_ = CoExplorer(cfg("method=hdx", *args), tmp_path / "a", cache_dir=cache)
         without = CoExplorer(cfg("method=hdx-nosteer-test", *args), tmp_path / "b", cache_dir=cache)
         for ex in (with_, without):
@@ -161,7 +161,7 @@ def test_argmax_encoding_is_one_hot_with_softmax_gradients(tmp_path, cache):
 
 def test_the_loop_feeds_the_cost_the_configured_encoding(tmp_path, cache):
     for mode in ("argmax", "expected"):
-        ex = CoExplorer(cfg("method=dance", f"hw_encoding={mode}", "epochs=1"), tmp_path / mode, cache_dir=cache)
+        ex = CoExplorer(cfg("method=dance", f"hw_encoding={mode}", "search_epochs=1"), tmp_path / mode, cache_dir=cache)
         seen = []
         cost = ex.trainer.penalty.cost
         real = cost.forward
@@ -251,7 +251,7 @@ def test_repair_true_fixes_the_same_design(tmp_path, cache):
 
 def test_inherited_accuracy_recalibrates_batchnorm(tmp_path, cache):
     from search_spaces import evaluate_network
-    ex = CoExplorer(cfg("method=dance", "epochs=1"), tmp_path / "r", cache_dir=cache)
+    ex = CoExplorer(cfg("method=dance", "search_epochs=1"), tmp_path / "r", cache_dir=cache)
     while ex.epoch < ex.total_epochs:
         ex.run_epoch()
     sample = ex.space.sample(np.random.default_rng(7))
@@ -322,7 +322,7 @@ def test_the_global_random_streams_are_left_alone(tmp_path, cache):
     np.random.seed(123)
     random.seed(123)
     before = (torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate())
-    run_search(cfg("method=dance", "epochs=1"), tmp_path / "r", cache_dir=cache)
+    run_search(cfg("method=dance", "search_epochs=1"), tmp_path / "r", cache_dir=cache)
     after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())
     assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
 

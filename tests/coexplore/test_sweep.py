@@ -83,7 +83,7 @@ def markers(run_dir, kind):
 
 
 def small_sweep(seeds=(0, 1, 2)):
-    return Sweep.from_dict({"name": "t", "set": {"method": "dance", "epochs": 1}, "grid": {"seed": list(seeds)}})
+    return Sweep.from_dict({"name": "t", "set": {"method": "dance", "search_epochs": 1}, "grid": {"seed": list(seeds)}})
 
 
 # ---- spec ------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_example_spec_resolves_base_relative_to_the_file(tmp_path):
     spec.write_text(textwrap.dedent("""\
         name: dance-lambda
         base: ../configs/base.yaml
-        set: {epochs: 4, hdx.growth: 2}
+        set: {search_epochs: 4, hdx.growth: 2}
         grid:
           lam: [0.1, 0.5, 1.0]
           constraints: [["latency <= 0.1ms"], ["latency <= 0.2ms"]]
@@ -111,10 +111,10 @@ def test_example_spec_resolves_base_relative_to_the_file(tmp_path):
     assert len(points) == 3 * 2 * 2 * 2
     assert len({p.id for p in points}) == len(points)
     p = points[-1]
-    assert p.overrides == ("epochs=4", "hdx.growth=2", "lam=1.0", "constraints=[latency <= 0.2ms]",
+    assert p.overrides == ("search_epochs=4", "hdx.growth=2", "lam=1.0", "constraints=[latency <= 0.2ms]",
                            "objective=latency", "seed=1")
     cfg = load_config(sweep.base, p.overrides)
-    assert (cfg.epochs, cfg.hdx.growth, cfg.lam, cfg.constraints.to_list(), cfg.seed) == (4, 2.0, 1.0,
+    assert (cfg.search_epochs, cfg.hdx.growth, cfg.lam, cfg.constraints.to_list(), cfg.seed) == (4, 2.0, 1.0,
                                                                                          ["latency <= 0.2ms"], 1)
     assert cfg.data.batch_size == 64  # from the base
     assert len(sweep.validate()) == 24
@@ -174,7 +174,7 @@ def test_point_ids_are_stable_readable_unique_and_safe():
         assert all(c.isalnum() or c in "._=,+-" for c in p.id), p.id
         assert len(p.id) <= 130
     # the hash covers `set`, so another fixed setting gets another folder
-    other = Sweep.from_dict({**spec, "set": {"method": "dance", "epochs": 2}}).points()
+    other = Sweep.from_dict({**spec, "set": {"method": "dance", "search_epochs": 2}}).points()
     assert [p.id.split("__")[0] for p in other] == [p.id.split("__")[0] for p in a]
     assert not {p.id for p in other} & {p.id for p in a}
     # the overrides round-trip through load_config
