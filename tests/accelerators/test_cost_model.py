@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from accelerators import Accelerator, ConfigError, get_accelerator, get_hardware_space, list_accelerators
+from accelerators import Accelerator, ConfigError, get_accelerator, get_hardware_space, list_accelerators, list_dataflows
 from accelerators.cost_model import AnalyticalModel, evaluate, explain
 from accelerators.networks import get_workload, list_workloads
 from accelerators.technology import DEFAULT_TECH
@@ -117,7 +117,20 @@ def test_physical_bounds(priced, workload):
 
 
 @pytest.mark.parametrize("workload", list_workloads())
-@pytest.mark.parametrize("dataflow", ["ws", "os", "rs"])
+@pytest.mark.parametrize("dataflow", list_dataflows())
+def test_physical_bounds_every_dataflow(workload, dataflow):
+    layers = get_workload(workload)
+    accs = [acc(16, 16, dataflow), acc(12, 14, dataflow, rf=512), acc(32, 8, dataflow, rf=16, word_bits=8)]
+    c = evaluate(layers, accs)
+    macs = np.array([l.macs for l in layers], dtype=float)
+    for j, a in enumerate(accs):
+        assert np.all(c.latency_s[j] >= macs / (a.num_pes * a.clock_hz) * (1 - 1e-12))
+        assert np.all(c.energy_j[j] >= macs * DEFAULT_TECH.e_mac(a.word_bits) * 1e-12)
+        assert np.all((c.utilization[j] > 0) & (c.utilization[j] <= 1))
+
+
+@pytest.mark.parametrize("workload", list_workloads())
+@pytest.mark.parametrize("dataflow", list_dataflows())
 def test_bigger_global_buffer_never_increases_dram_traffic(workload, dataflow):
     layers = get_workload(workload)
     sizes = [16, 32, 64, 108, 256, 1024]
