@@ -16,7 +16,7 @@ from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hard
 from .networks import WORKLOADS, get_workload, list_workloads
 from .cost_source import COST_SOURCES, CostSource, get_cost_source, list_cost_sources
 from .technology import COST_MODEL_VERSION
-from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload, save_workload
+from .workload import LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload, save_workload
 
 __all__ = [
     "MAPPING_OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
@@ -25,5 +25,5 @@ __all__ = [
     "list_dataflows", "register_dataflow", "ACCELERATORS", "FIELD_RANGES", "Accelerator", "get_accelerator",
     "list_accelerators", "load_accelerator", "save_accelerator", "ConfigError", "Registry", "UnknownNameError",
     "HARDWARE_SPACES", "HardwareSpace", "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv",
-    "depthwise", "linear", "load_workload", "save_workload",
+    "conv_output_size", "depthwise", "linear", "load_workload", "save_workload",
 ]

@@ -13,6 +13,7 @@ Depthwise convolution is ``groups == C == K``; a linear layer is a 1x1 convoluti
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -121,6 +122,39 @@ class Layer:
             return Layer(**d)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+# ---- output size -----------------------------------------------------------------------
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output size of a convolution or pooling window along one axis (PyTorch's floor mode).
+
+    ``floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1``.  A 'same'-padded
+    odd kernel (``padding = kernel // 2``) gives ``ceil(size / stride)``; an even one gives
+    one more where ``stride`` divides ``size``.
+
+    Args:
+        size: input size, pixels (>= 1).
+        kernel: window size (>= 1).
+        stride: step (>= 1).
+        padding: zeros added on each side (>= 0).
+        dilation: spacing of the window taps (>= 1).
+
+    Raises:
+        ConfigError: an argument is not an integer in its range, or the window does not fit
+            the padded input.
+    """
+    args = {"size": (size, 1), "kernel": (kernel, 1), "stride": (stride, 1), "padding": (padding, 0),
+            "dilation": (dilation, 1)}
+    for name, (v, lo) in args.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+            raise ConfigError(f"conv_output_size: {name} must be an integer >= {lo}, got {v!r}")
+    size, kernel, stride, padding, dilation = (int(args[k][0]) for k in args)
+    span = dilation * (kernel - 1) + 1
+    if size + 2 * padding < span:
+        raise ConfigError(f"conv_output_size: a kernel of {kernel} (dilation {dilation}) does not fit an input of "
+                          f"{size} with padding {padding}")
+    return (size + 2 * padding - span) // stride + 1
 
 
 # ---- constructors that read like a network definition --------------------------------
