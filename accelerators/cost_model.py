@@ -53,8 +53,10 @@ WS streams inputs in im2col order (no line buffer); no zero-skipping.  A batched
 linear layer is priced as one matrix-matrix product (the batch takes the place of P).  See
 ``docs/cost_model.md`` for the comparison with the Eyeriss chip.
 
-As a guard, every result is checked to be physical -- finite, positive latency and energy,
-utilisation in (0, 1] -- before it is returned.
+Integer arithmetic is int64 throughout; the bounds on :class:`~accelerators.workload.Layer`
+and :class:`~accelerators.hardware.Accelerator` keep every intermediate below 2^62 (the
+argument is in :mod:`accelerators.workload`).  As a guard, every result is checked to be
+physical -- finite, positive latency and energy, utilisation in (0, 1] -- before it is returned.
 """
 
 from __future__ import annotations
