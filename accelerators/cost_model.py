@@ -349,7 +349,11 @@ class AnalyticalModel:
             df = get_dataflow(df_name)
             ai = np.nonzero(a["df"] == code)[0]
             col = lambda k: a[k][ai][:, None, None]
-            d = {k: v[glb_idx[ai]] for k, v in dram.items()}  # [A', L, E]
+            gi = glb_idx[ai]
+            if (gi == gi[0]).all():  # one GLB size (e.g. the default space): a view that broadcasts
+                d = {k: v[gi[0]][None] for k, v in dram.items()}  # [1, L, E]
+            else:
+                d = {k: v[gi] for k, v in dram.items()}  # [A', L, E]
             sp = _unrolling(df, df.spatial(col("pe_x"), col("pe_y"), Ld), col("pe_x") * col("pe_y"))
             s_g, s_k, s_c, s_r, s_p, s_q = sp
             used = s_g * s_k * s_c * s_r * s_p * s_q

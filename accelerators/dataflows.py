@@ -25,7 +25,8 @@ accelerator of the dataflow); ``L`` maps the layer quantities ``N, G, Kg, Cg, R,
 st`` (``Kg = K / G``, ``Cg = C / G``, ``st`` = stride) and ``macs``, ``W`` (weights), ``O``
 (outputs) to ``[1, L, 1]`` int64 arrays; ``d`` maps the DRAM-level mapping candidates
 (tile counts ``n_m, n_c, n_p``, tile sizes ``t_m, t_c, t_p``, DRAM words ``w_d, i_d, o_d``)
-to ``[A, L, E]`` arrays (``E`` candidates per layer).  Unrolling factors are integer arrays
+to arrays broadcastable to ``[A, L, E]`` (``E`` candidates per layer; the first axis is 1
+when every accelerator has the same GLB size).  Unrolling factors are integer arrays
 broadcastable to ``[A, L, 1]``, each at least 1, and together they may use at most
 ``pe_x * pe_y`` PEs; access counts broadcast to ``[A, L, E]``.
 
