@@ -174,8 +174,13 @@ class Accelerator:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
+    def array_text(self) -> str:
+        """The PE array, always as rows x columns: ``pe_y`` rows of ``pe_x`` PEs each."""
+        return f"{self.pe_y}x{self.pe_x} PEs (rows x columns)"
+
     def short(self) -> str:
-        return (f"{self.pe_x}x{self.pe_y} {self.dataflow.upper()} RF{self.rf_bytes}B "
+        """A one-line label; the array is written rows x columns (``pe_y x pe_x``)."""
+        return (f"{self.pe_y}x{self.pe_x} {self.dataflow.upper()} RF{self.rf_bytes}B "
                 f"GLB{self.glb_bytes // 1024}KB {self.word_bits}b")
 
     def to_dict(self) -> Dict[str, Any]:

@@ -334,8 +334,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _array(acc: Dict[str, Any]) -> str:
     from accelerators import Accelerator
-    return Accelerator.from_dict(acc).array_text() if hasattr(Accelerator, "array_text") else \
-        f"{acc['pe_y']}x{acc['pe_x']} PEs (rows x columns)"
+    return Accelerator.from_dict(acc).array_text()
 
 
 def _print_result(result, out, fmt: str) -> None:

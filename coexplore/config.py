@@ -70,7 +70,7 @@ class RunConfig:
     """Everything a co-exploration run needs; saved as ``config.yaml`` in the run folder."""
 
     name: str = "search"  # run label (a name, not a path)
-    method: str = "hdx"  # a registered method: dance | hdx | nas-hw | random | evolution | your own
+    method: str = "dance"  # a registered method: dance | hdx (needs constraints) | nas-hw | random | evolution | yours
     seed: int = 0  # seeds data split, initialisation and sampling; 0 .. 2^32-1
     search_space: Any = "tiny-mnist"  # built-in name, YAML path, inline mapping or a SearchSpace
     hardware_space: Any = "small"  # built-in name, YAML path, inline mapping or a HardwareSpace
@@ -455,3 +455,86 @@ def config_diff(a: RunConfig, b: RunConfig) -> Dict[str, Tuple[Any, Any]]:
 
     fa, fb = flat(a.identity()), flat(b.identity())
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+
+
+# ---------------------------------------------------------------------------------------
+# the config reference (coexplore config --defaults; docs/config.md)
+# ---------------------------------------------------------------------------------------
+
+_UNITS = {
+    "seed": "-", "lam": "-", "search_epochs": "epochs", "warmup_epochs": "epochs", "steps_per_epoch": "steps",
+    "tau0": "-", "tau_min": "-", "retrain_epochs": "epochs", "baseline_budget": "architectures",
+    "population": "designs", "data.limit": "images per split", "data.batch_size": "images",
+    "data.val_fraction": "fraction", "evaluator.num_arch": "architectures", "evaluator.pairs_per_arch": "pairs",
+    "evaluator.epochs_generator": "epochs", "evaluator.epochs_estimator": "epochs",
+    "hdx.calibrate_step": "fraction of the bound",
+}
+
+
+def _field_comments(cls) -> Dict[str, str]:
+    import inspect
+    import re
+    out: Dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"^\s{4}(\w+): .*?#\s*(.*)$", line)
+        if m:
+            last = m.group(1)
+            out[last] = m.group(2).strip()
+        elif last is not None and re.match(r"^\s{8,}#\s+\S", line):  # a continuation of the last comment
+            out[last] += " " + line.strip()[1:].strip()
+        else:
+            last = None
+    return out
+
+
+def config_reference() -> list:
+    """Every run-config key: ``key, type, default, unit, meaning`` (dotted keys for sections)."""
+    defaults = RunConfig().to_dict()
+    rows = []
+
+    def walk(cls, prefix: str, values: Mapping[str, Any]) -> None:
+        hints = get_type_hints(cls)
+        comments = _field_comments(cls)
+        for f in fields(cls):
+            key = f"{prefix}{f.name}"
+            t = hints[f.name]
+            if dataclasses.is_dataclass(t) and t is not Objective:
+                walk(t, key + ".", values[f.name])
+                continue
+            tname = {Objective: "objective", ConstraintSet: "list of constraints"}.get(t)
+            if tname is None:
+                if f.name in ("search_space", "hardware_space"):
+                    tname = "name, path, mapping or object"
+                elif get_origin(t) is Union:
+                    tname = " or ".join(getattr(a, "__name__", str(a)).replace("NoneType", "null") for a in get_args(t))
+                else:
+                    tname = getattr(t, "__name__", str(t))
+            rows.append({"key": key, "type": tname, "default": values[f.name], "unit": _UNITS.get(key, "-"),
+                         "meaning": comments.get(f.name, "")})
+
+    walk(RunConfig, "", defaults)
+    return rows
+
+
+def reference_markdown(rows: Optional[list] = None) -> str:
+    """The reference as the markdown of ``docs/config.md``."""
+    rows = config_reference() if rows is None else rows
+
+    def cell(v: Any) -> str:
+        text = yaml.safe_dump(v, default_flow_style=True, width=1 << 20).strip()
+        if text.endswith("\n..."):
+            text = text[:-4].strip()
+        return "`" + text.replace("|", "\\|") + "`"
+
+    lines = ["# Run-config reference", "",
+             "Every key of a run config (`coexplore search -c CONFIG.yaml key=value ...`), with its type, default,",
+             "unit and meaning. Sections are dotted (`data.limit=500`). Generated from the typed config by",
+             "`coexplore config --defaults`; a test fails when this file and the code disagree.", "",
+             "A run has `warmup_epochs` (weights only) and then `search_epochs` (weights and architecture):",
+             "`warmup_epochs + search_epochs` epochs in all, the total shown in the progress bar and in",
+             "`result.json` (`epochs`).", "",
+             "| key | type | default | unit | meaning |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['key']}` | {r['type']} | {cell(r['default'])} | {r['unit']} | {r['meaning'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from accelerators import Accelerator, Layer, evaluate, explain
-from accelerators.hardware import DATAFLOW_NAMES
+from accelerators.dataflows import get_dataflow
 from .common import ConfigError, PathLike
 
 from .pareto import save_figure
@@ -270,7 +270,7 @@ def plot_accelerator(accelerator: Accelerator, layers: Sequence[Layer], out_path
     ax_pe.set_xticks([])
     ax_pe.set_yticks([])
     glb = f"{acc.glb_bytes / 1024:.0f} KB" if acc.glb_bytes >= 1024 else f"{acc.glb_bytes} B"
-    ax_pe.set_title(f"{acc.pe_y}x{acc.pe_x} PEs, {DATAFLOW_NAMES[acc.dataflow]} ({acc.dataflow})\n"
+    ax_pe.set_title(f"{acc.array_text()}, {get_dataflow(acc.dataflow).long_name} ({acc.dataflow})\n"
                     f"RF {acc.rf_bytes} B/PE, GLB {glb}, {acc.word_bits}-bit, {acc.clock_hz / 1e6:.0f} MHz",
                     fontsize=9)
 

@@ -29,7 +29,6 @@ Built-in names:
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, replace
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -144,18 +143,6 @@ def op_layers(name: str, C_in: int, C_out: int, stride: int, in_hw: HW, N: int =
     if prefix:
         out = [replace(l, name=f"{prefix}.{l.name}" if l.name else prefix) for l in out]
     return out
-
-
-def trace_layers(module: nn.Module, x: torch.Tensor, N: Optional[int] = None) -> List[Layer]:
-    """Deprecated: use :func:`accelerators.extract.layers_from_module`, the one tracer.
-
-    Kept only so that callers can move over; it delegates to ``layers_from_module(module,
-    x.shape)`` and, when ``N`` is given, sets every layer's batch to it.
-    """
-    warnings.warn("search_spaces.ops.trace_layers is deprecated; use accelerators.extract.layers_from_module",
-                  DeprecationWarning, stacklevel=2)
-    out = layers_from_module(module, tuple(int(d) for d in x.shape))
-    return out if N is None else [replace(l, N=N) for l in out]
 
 
 # ---- building blocks ---------------------------------------------------------------------

@@ -40,13 +40,8 @@ def test_op_shapes_and_layers(name, C_in, C_out, stride):
 
 
 def test_one_tracer():
-    # op_layers traces user ops with accelerators.extract.layers_from_module; the former private
-    # tracer only survives as a deprecated alias that delegates to it
-    assert not hasattr(ops_module, "conv_out")
-    op = build_op("mb5_e3", 8, 8, 1)
-    with pytest.warns(DeprecationWarning, match="layers_from_module"):
-        old = ops_module.trace_layers(op, torch.zeros(3, 8, 9, 9))
-    assert old == layers_from_module(op, (3, 8, 9, 9))
+    # op_layers traces user ops with accelerators.extract.layers_from_module, the one tracer
+    assert not hasattr(ops_module, "conv_out") and not hasattr(ops_module, "trace_layers")
 
 
 def test_mbconv_structure():
