@@ -183,7 +183,8 @@ def _int(name: str, v: Any, lo: int, hi: Optional[int] = None) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ConfigError(f"config: {name} must be an integer >= {lo}, got {v!r}")
     if v < lo or (hi is not None and v > hi):
-        raise ConfigError(f"config: {name} must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {v!r}")
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ConfigError(f"config: {name} must be an integer {rng}, got {v!r}")
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:

@@ -375,6 +375,12 @@ def run_search(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: is a file, not a run folder; choose another --out")
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{run_dir}: cannot create the run folder: {parent} is a file (a file of that name "
+                                  "is in the way); choose another --out")
+            break
     if result_path(run_dir).is_file() and not resume:
         raise ConfigError(f"{run_dir}: holds a finished run; choose another --out or pass --resume to reuse it")
     if checkpoint_path(run_dir).is_file() and not resume:
