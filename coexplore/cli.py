@@ -410,10 +410,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_accelerator, plot_trajectories
 
     run = Path(args.run)
+    from .callbacks import accelerator_title
+
     result, _, space = _run_parts(run)
     paths = plot_trajectories(run)
-    paths += plot_accelerator(Accelerator.from_dict(result.accelerator), space.layers(result.architecture),
-                              run / "plots" / "accelerator.png", formats=("png", "svg"))
+    acc = Accelerator.from_dict(result.accelerator)
+    paths += plot_accelerator(acc, space.layers(result.architecture), run / "plots" / "accelerator.png",
+                              formats=("png", "svg"), title=accelerator_title(result, acc))
     if args.format == "json":
         _print_json([str(p) for p in paths])
     elif not args.quiet:

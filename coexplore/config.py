@@ -99,6 +99,7 @@ class RunConfig:
     retrain_epochs: int = 0  # train the derived network from scratch afterwards (0: skip)
     retrain_lr: float = 0.05  # learning rate of the retraining, > 0
     progress: bool = True  # progress bars (not part of a run's identity)
+    tensorboard: bool = False  # also write TensorBoard scalars to <run>/tensorboard (pip install "coexplore[tensorboard]")
     data: DataConfig = field(default_factory=DataConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     hdx: HDXConfig = field(default_factory=HDXConfig)
@@ -149,6 +150,7 @@ class RunConfig:
         resume compares."""
         d = self.to_dict()
         d.pop("progress", None)
+        d.pop("tensorboard", None)
         return d
 
     def save(self, path: Union[str, Path]) -> None:
@@ -223,7 +225,7 @@ def _validate(c: RunConfig) -> None:
     _device(c.device)
     _int("baseline_budget", c.baseline_budget, 1)
     _int("population", c.population, 2)
-    for name in ("repair", "joint_hw", "progress", "data.augment", "hdx.calibrate"):
+    for name in ("repair", "joint_hw", "progress", "tensorboard", "data.augment", "hdx.calibrate"):
         obj, attr = (c, name) if "." not in name else (getattr(c, name.split(".")[0]), name.split(".")[1])
         if not isinstance(getattr(obj, attr), bool):
             raise ConfigError(f"config: {name} must be true or false, got {getattr(obj, attr)!r}")

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .callbacks import Callback, Checkpointer, CSVLogger, PlotWriter, ProgressBar, ProgressLogger
+from .callbacks import Callback, Checkpointer, CSVLogger, PlotWriter, ProgressBar, ProgressLogger, TensorBoardLogger
 from .checkpoint import CHECKPOINT_FORMAT, check_inputs, load_checkpoint, save_checkpoint
 from .common import ConfigError, atomic_write_text, default_cache_dir
 from .config import RunConfig, config_diff, config_from_dict
@@ -141,7 +141,8 @@ class CoExplorer:
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
         self.targets = ConstraintTargets(self.constraints)
         self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), PlotWriter(),
-                                          *([ProgressBar()] if cfg.progress else []), *callbacks]
+                                          *([ProgressBar()] if cfg.progress else []),
+                                          *([TensorBoardLogger()] if cfg.tensorboard else []), *callbacks]
 
         d = cfg.data
         self.data = get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, batch_size=d.batch_size,

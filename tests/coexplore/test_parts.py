@@ -358,3 +358,16 @@ def test_result_record_validates_on_write_and_read(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps(d))
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['bogus'\]"):
         read_result(tmp_path)
+
+
+def test_tensorboard_scalars_beside_the_csv(tmp_path, cache):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    res = run_search(cfg("method=dance", "tensorboard=true"), tmp_path / "r", cache_dir=cache)
+    assert res.status == "ok"
+    acc = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "step/train_loss" in tags and "epoch/val_acc" in tags
+    assert len(acc.Scalars("step/train_loss")) == 3 * 3  # 3 epochs x 3 steps
+    assert [e.step for e in acc.Scalars("epoch/val_acc")] == [1, 2, 3]
