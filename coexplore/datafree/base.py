@@ -89,6 +89,12 @@ class MethodConfig:
     zeroq_pool: int = 512  # distilled images
     zeroq_steps: int = 200  # optimisation steps per distilled batch
     zeroq_lr: float = 0.1  # Adam learning rate of the distilled images
+    # diffusion-mixup (GenQ-style mixup-class prompts; needs a local diffusers pipeline)
+    diffusion_path: Optional[str] = None  # a local diffusers pipeline folder; no weights ship with coexplore
+    diffusion_pool: int = 64  # generated images
+    diffusion_steps: int = 25  # denoising steps per image
+    diffusion_guidance: float = 7.5  # classifier-free guidance scale
+    diffusion_resolution: int = 256  # generated height = width, pixels (resized to the teacher's input)
     # the student's default loss
     kd_temperature: float = 1.0  # softmax temperature of KD
     ce_weight: float = 1.0  # weight of the CE on the generator's labels (GDFQ's student loss)

@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from ..common import ConfigError
 
 
 def add_parsers(subparsers: "argparse._SubParsersAction") -> None:
     """Add ``quantize`` and ``teacher`` to ``coexplore``'s sub-command parsers."""
+    from . import load_methods
     from .base import list_methods
+    load_methods()
     from .run import NAMED_BITS, QuantizeConfig
     from .teacher import TEACHER_ARCHS
 

@@ -43,7 +43,7 @@ from torch import nn
 from search_spaces.quant import (ACT_MODES, calibrate, check_bits, layer_bits, observing, quantize_model)
 
 from ..common import ConfigError, PathLike, atomic_write_bytes, atomic_write_text, read_yaml, write_yaml
-from ..seeds import RunSeeds
+from ..seeds import RunSeeds, isolated_torch_rng
 from .ait import GradientInundation, ait_loss, code_change_fraction, snapshot_codes
 from .base import METHODS, DataFreeMethod, MethodConfig
 from .result import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, STUDENT_FILE, QuantResult,
@@ -428,9 +428,18 @@ def quantize(cfg: QuantizeConfig, out: PathLike, *, teacher: Optional[Teacher] =
         ConfigError: a bad setting, a teacher that does not match the data, a method that needs
             BatchNorm on a teacher without it, an unknown method; one line naming the field.
     """
+    from . import load_methods
+    load_methods()
+    # Module construction (nn.Conv2d, ...) draws from torch's global generator; every weight that
+    # matters is then drawn from, or copied from, an explicit stream. Fork and restore it, so a run
+    # leaves the caller's global stream exactly as it was.
+    with isolated_torch_rng(RunSeeds(cfg.seed).entropy("module-construction")):
+        return _quantize(cfg, Path(out), teacher, data, callback, stop_after)
+
+
+def _quantize(cfg: QuantizeConfig, out: Path, teacher: Optional[Teacher], data, callback, stop_after) -> QuantResult:
     from tqdm.auto import tqdm
 
-    out = Path(out)
     teacher = teacher if teacher is not None else load_teacher(cfg.teacher)
     cls = METHODS.get(cfg.method)
     if data is None:

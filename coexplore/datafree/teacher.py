@@ -105,8 +105,15 @@ class TeacherSpec:
             raise ConfigError(f"{where}: {exc}") from None
 
     def build(self, generator: Optional[torch.Generator] = None) -> nn.Module:
-        """A freshly initialised network of this architecture (``[B, C, H, W] -> [B, num_classes]``)."""
-        return TEACHER_ARCHS.get(self.arch)(self, generator)
+        """A freshly initialised network of this architecture (``[B, C, H, W] -> [B, num_classes]``).
+
+        Every weight is drawn from ``generator`` (a fixed stream when ``None``); module construction,
+        which draws from torch's global generator, runs with it forked and restored.
+        """
+        from ..seeds import isolated_torch_rng
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        with isolated_torch_rng(0):
+            return TEACHER_ARCHS.get(self.arch)(self, gen)
 
 
 # --------------------------------------------------------------------------------------------------

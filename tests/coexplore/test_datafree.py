@@ -105,7 +105,7 @@ def test_sample_shapes_and_determinism(name, teacher):
 
 
 def test_registry_lists_every_method():
-    assert set(METHODS.names()) == set(DATA_FREE) | {"real-qat"}
+    assert set(METHODS.names()) == set(DATA_FREE) | {"real-qat", "diffusion-mixup"}
     with pytest.raises(UnknownNameError, match="known data-free methods"):
         METHODS.get("gdqf")
 
