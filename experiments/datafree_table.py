@@ -82,7 +82,7 @@ def main() -> int:
         train_teacher(spec_for_data(preset["teacher_arch"], data), data, teacher, epochs=preset["teacher_epochs"],
                       lr=preset["teacher_lr"], seed=0, progress=False)
     points = [(teacher, m, ait, b, s, out / f"{m}{'-ait' if ait else ''}" / b / f"seed{s}", preset, args.data_path)
-              for b in args.bits for s in args.seeds for m in args.methods for ait in (False, True)]
+              for s in args.seeds for b in args.bits for m in args.methods for ait in (False, True)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for done in pool.map(_point, points):
             print("done", done, flush=True)

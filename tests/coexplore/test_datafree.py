@@ -439,3 +439,27 @@ def test_cli_errors_are_one_line_exit_2(argv, match, tmp_path, capsys, teacher_f
 def test_cli_teacher_arch_error(tmp_path, capsys):
     rc = _main(["teacher", "train", "--arch", "vgg", "--out", str(tmp_path / "t.pt")], capsys)
     assert rc == 2 and "--arch must be one of ['bn-cnn', 'resnet20']" in capsys.readouterr().err
+
+
+def test_cli_quantizes_the_network_of_a_run_folder(tmp_path, capsys):
+    from coexplore.config import DataConfig, RunConfig
+    from coexplore.runfolder import Result, write_result
+    from search_spaces import get_search_space
+    run = tmp_path / "search"
+    run.mkdir()
+    RunConfig(method="dance", search_space="tiny-mnist", data=DataConfig(limit=200, batch_size=32)).save(
+        run / "config.yaml")
+    space = get_search_space("tiny-mnist")
+    arch = {b.label: b.candidates[0] for b in space.blocks}
+    write_result(run, Result(method="dance", name="s", seed=0, search_space="tiny-mnist", hardware_space="small",
+                             objective="edap", lam=1.0, status="ok", architecture=arch, accelerator={"pe_x": 8},
+                             all_constraints_met=True))
+    out = tmp_path / "q"
+    rc = _main(["quantize", "--run", str(run), "--method", "gdfq", "--bits", "w4a4", "--iterations", "2",
+                "--generator-warmup", "1", "--batch-size", "8", "--generator-channels", "8", "--teacher-epochs",
+                "1", "--out", str(out), "--format", "json"], capsys)
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["teacher_arch"] == "space" and res["dataset"] == "mnist-embedded"
+    t = load_teacher(out / "teacher.pt")
+    assert t.spec.architecture == arch and t.spec.space["name"] == "tiny-mnist"
