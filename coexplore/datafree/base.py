@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import ConfigError, Registry
-from .teacher import Teacher, bn_layers, classifier_layer
+from .teacher import Teacher, bn_layers
 
 #: Registered data-free methods: ``cls(teacher, cfg, generator)``.
 METHODS: Registry[type] = Registry("data-free method")

@@ -10,7 +10,7 @@ from torch import nn
 from coexplore.common import ConfigError
 from search_spaces import build_network, get_search_space
 from search_spaces.quant import (ACT_MODES, INT_BITS, ActQuantizer, QuantConv2d, QuantLinear, calibrate,
-                                 check_bits, fake_quant_weight, layer_bits, observing, quant_layers,
+                                 fake_quant_weight, layer_bits, observing, quant_layers,
                                  quantize_model, set_layer_bits, weight_codes, weight_qparams)
 
 
