@@ -86,10 +86,7 @@ def main() -> int:
     points = [(teacher, m, ait, b, s, out / f"{m}{'-ait' if ait else ''}" / b / f"seed{s}", preset, args.data_path)
               for s in args.seeds for b in args.bits for m in args.methods
               for ait in [a == "on" for a in args.ait]]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for done in pool.map(_point, points):
-            print("done", done, flush=True)
-    rows = collect(out)
+    table = Path(args.table) if args.table else ROOT / "experiments" / "results" / f"datafree-{args.dataset}.md"
     budget = (f"Budget per run: generator warm-up {preset['generator_warmup']} iterations, then "
               f"{preset['iterations']} iterations of one generator step + one student step, batch "
               f"{preset['batch_size']}, student SGD lr {preset['student_lr']} (cosine), generator width "
@@ -97,18 +94,29 @@ def main() -> int:
               f"steps; teacher: {preset['teacher_arch']}, {preset['teacher_epochs']} epochs; test images: "
               f"{preset['eval_limit'] or 'the whole test split'}.")
     cmd = "python experiments/datafree_table.py " + " ".join(sys.argv[1:])
-    table = Path(args.table) if args.table else ROOT / "experiments" / "results" / f"datafree-{args.dataset}.md"
     from coexplore.datafree.table import PUBLISHED_CIFAR10_RESNET20 as pub
     published = ("Published order (CIFAR-10 ResNet-20, teacher 93.89 %, 400 x 200 iterations; Qimera NeurIPS 2021 "
                  "and AIT CVPR 2022): W4A4 " + " < ".join(f"{k} {v:.2f}" for k, v in sorted(pub["w4a4"].items(),
                                                                                           key=lambda kv: kv[1]))
                  + "; W5A5 " + " < ".join(f"{k} {v:.2f}" for k, v in sorted(pub["w5a5"].items(),
                                                                              key=lambda kv: kv[1])) + ".")
-    md = markdown(rows, args.bits, f"Data-free quantisation, {args.dataset}",
-                  notes=[budget, "", published, "", f"Command: `{cmd}`", ""])
-    atomic_write_text(table, md)
-    import pandas as pd
-    atomic_write_text(table.with_suffix(".csv"), pd.DataFrame(rows).drop(columns=["dir"]).to_csv(index=False))
+
+    def write_table() -> str:
+        # rewritten after every finished point, so an interrupted sweep still leaves its table
+        rows = collect(out)
+        md = markdown(rows, args.bits, f"Data-free quantisation, {args.dataset}",
+                      notes=[budget, "", published, "", f"Command: `{cmd}`", ""])
+        atomic_write_text(table, md)
+        import pandas as pd
+        if rows:
+            atomic_write_text(table.with_suffix(".csv"), pd.DataFrame(rows).drop(columns=["dir"]).to_csv(index=False))
+        return md
+
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for done in pool.map(_point, points):
+            print("done", done, flush=True)
+            write_table()
+    md = write_table()
     print(md)
     return 0
 
