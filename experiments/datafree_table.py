@@ -28,7 +28,7 @@ PRESETS = {
     "mnist": {"teacher_arch": "bn-cnn", "data": "mnist-embedded", "teacher_epochs": 8, "teacher_lr": 0.1,
               "iterations": 80, "generator_warmup": 30, "batch_size": 32, "student_lr": 1e-3,
               "generator_channels": 32, "zeroq_pool": 128, "zeroq_steps": 60, "eval_limit": None},
-    "cifar10": {"teacher_arch": "resnet20", "data": "cifar10", "teacher_epochs": 4, "teacher_lr": 0.1,
+    "cifar10": {"teacher_arch": "resnet20", "data": "cifar10", "teacher_epochs": 3, "teacher_lr": 0.1,
                 "iterations": 80, "generator_warmup": 30, "batch_size": 32, "student_lr": 1e-3,
                 "generator_channels": 64, "zeroq_pool": 128, "zeroq_steps": 60, "eval_limit": None},
 }
@@ -70,7 +70,7 @@ def main() -> int:
     args = p.parse_args()
 
     import torch
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // max(1, args.jobs)))
+    torch.set_num_threads(os.cpu_count() or 1)  # the teacher trains alone; each point sets one thread
     from coexplore.datafree import spec_for_data, train_teacher
     from coexplore.datafree.table import collect, markdown
     from coexplore.common import atomic_write_text
