@@ -836,7 +836,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_hooks():
     """Commands contributed by other modules: ``hook(subparsers, command)`` adds its parsers."""
-    return []
+    def datafree(sub, command):
+        from .datafree.cli import add_parsers
+        add_parsers(sub, command, lambda parser: _global_options(parser, top=False))
+
+    return [datafree]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -18,8 +18,17 @@ from pathlib import Path
 from ..common import ConfigError
 
 
-def add_parsers(subparsers: "argparse._SubParsersAction") -> None:
-    """Add ``quantize`` and ``teacher`` to ``coexplore``'s sub-command parsers."""
+def add_parsers(subparsers: "argparse._SubParsersAction", command=None, global_options=None) -> None:
+    """Add ``quantize`` and ``teacher`` to ``coexplore``'s sub-command parsers.
+
+    Args:
+        subparsers: ``coexplore``'s sub-command action.
+        command: ``command(name, **kw)`` making a sub-command parser that takes the global
+            options (default: ``subparsers.add_parser``).
+        global_options: ``global_options(parser)`` adds them to a nested parser.
+    """
+    command = command or subparsers.add_parser
+    global_options = global_options or (lambda parser: None)
     from . import load_methods
     from .base import list_methods
     load_methods()
@@ -27,7 +36,7 @@ def add_parsers(subparsers: "argparse._SubParsersAction") -> None:
     from .teacher import TEACHER_ARCHS
 
     d = QuantizeConfig(teacher="-")
-    q = subparsers.add_parser(
+    q = command(
         "quantize", help="quantise a teacher (or a run's network) to low bit width without its training data",
         description="Data-free quantisation: a generator learns synthetic inputs from the full-precision teacher "
                     "and the quantised student is distilled on them (GDFQ, ZeroQ, Qimera, ClusterQ, LRQ; --ait adds "
@@ -56,14 +65,14 @@ def add_parsers(subparsers: "argparse._SubParsersAction") -> None:
     q.add_argument("--teacher-lr", type=float, default=0.05, help="with --run: its learning rate")
     q.add_argument("--device", default="cpu", help="with --run: where the teacher trains (the quantisation "
                                                   "loop runs on the CPU)")
-    q.add_argument("--format", "-f", choices=("table", "json"), default="table")
     q.set_defaults(func=cmd_quantize)
 
-    t = subparsers.add_parser("teacher", help="train a full-precision teacher for data-free quantisation")
-    ts = t.add_subparsers(dest="teacher_command", metavar="ACTION")
+    t = command("teacher", help="train a full-precision teacher for data-free quantisation")
+    ts = t.add_subparsers(dest="teacher_command", metavar="ACTION", parser_class=type(t))
     tr = ts.add_parser("train", help="train a teacher and write its weights-only file",
                        description="Train a teacher (fixed schedule: the final epoch is the teacher) and write a "
                                    "weights-only file recording its architecture, classes and input shape.")
+    global_options(tr)
     tr.add_argument("--arch", default="bn-cnn", help=f"one of {', '.join(TEACHER_ARCHS.names())} except space "
                                                       f"(default: bn-cnn)")
     tr.add_argument("--data", default="mnist-embedded", help="mnist-embedded (default), cifar10, image-folder")
@@ -75,7 +84,6 @@ def add_parsers(subparsers: "argparse._SubParsersAction") -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", "-o", required=True, help="teacher file (.pt)")
     tr.add_argument("--device", default="cpu")
-    tr.add_argument("--format", "-f", choices=("table", "json"), default="table")
     tr.set_defaults(func=cmd_teacher_train)
     t.set_defaults(func=lambda a: (t.print_help(), 2)[1])
 

@@ -397,16 +397,9 @@ def test_bad_config_fields(teacher_file):
 
 
 def _main(argv, capsys):
-    """What coexplore.cli.main does once add_parsers is wired in: one-line errors, exit 2."""
-    from coexplore.datafree.cli import add_parsers
-    p = argparse.ArgumentParser(prog="coexplore")
-    add_parsers(p.add_subparsers(dest="command"))
-    args = p.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, UnknownNameError) as exc:
-        print(f"coexplore {args.command}: error: {exc}", file=__import__("sys").stderr)
-        return 2
+    """The coexplore command line (the data-free commands are wired into it)."""
+    from coexplore.cli import main
+    return main(["--quiet", *argv])
 
 
 def test_cli_teacher_train_and_quantize(tmp_path, capsys, teacher_file):
