@@ -51,7 +51,7 @@ class Calibrator:
         self.max_margin = float(max_margin)
 
     def update(self, surrogate: Mapping[str, float], analytical: Mapping[str, float],
-               checks: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
+               checks: Sequence[Mapping[str, Any]], margins: bool = True) -> Dict[str, float]:
         """Move the targets after an epoch.
 
         Args:
@@ -59,6 +59,9 @@ class Calibrator:
                 (``latency_s``, ``energy_j``, ``area_mm2``).
             analytical: the exact metrics of the same design on its verified accelerator.
             checks: the verifier's constraint rows (``satisfied`` per constraint).
+            margins: whether to move the margins too (not during the warm-up: the
+                architecture is not steered then, so a violation says nothing about the
+                steering; the scales are still calibrated).
 
         Returns:
             For logs, per constraint name: ``surrogate_g_<name>`` (the surrogate's signed
@@ -78,6 +81,8 @@ class Calibrator:
             t.scales[i] = float(np.clip(sur / max(ana, 1e-30), *self.scale_range))
             bound = t.constraints[i].target_bound
             slack = (bound - ana) / bound  # the analytical distance inside the bound, fraction of it
+            if not margins:
+                continue
             if not checks[i]["satisfied"]:
                 t.margins[i] = min(self.max_margin, t.margins[i] + self.step)
             elif slack > t.margins[i] + 2 * self.step:

@@ -145,6 +145,9 @@ def test_calibrator_margin_follows_the_analytical_check():
     for _ in range(10):
         c.update({"latency_s": 0.1e-3}, {"latency_s": 0.1e-3}, [{"satisfied": True}])
     assert t.margins[0] == 0.0
+    # during the warm-up the architecture is not steered: scales move, margins do not
+    c.update({"latency_s": 3e-3}, {"latency_s": 1.5e-3}, [{"satisfied": False}], margins=False)
+    assert t.margins[0] == 0.0 and t.scales[0] == pytest.approx(2.0)
 
 
 # ---------------------------------------------------------------------------------------
