@@ -237,6 +237,8 @@ def _mix(gates: Sequence[BitGate], quantize: Callable[[int], torch.Tensor]) -> t
     out = None
     for bits, gate, probe in gates:
         q = quantize(bits)
+        if gate is None:  # a single path, unweighted
+            return q
         y = gate * (q.detach() if probe else q)
         out = y if out is None else out + y
     return out
@@ -313,11 +315,11 @@ class ActQuantizer(nn.Module):
 
     def init_from_range(self) -> None:
         """Set the learnable parameters (LSQ step and offset, PACT's alpha) from the observed range."""
-        if is_float_bits(self.bits) or not self.calibrated:
+        if not self.calibrated:
             return
         lo, hi = float(self.lo.clamp(max=0.0)), float(self.hi.clamp(min=0.0))
         with torch.no_grad():
-            if self.mode == "lsq":
+            if self.mode == "lsq" and not is_float_bits(self.bits):
                 s = max((hi - lo) / qmax_of(self.bits), _EPS)
                 self.scale.fill_(s)
                 self.zero_point.fill_(min(max(round(-lo / s), 0), qmax_of(self.bits)))
