@@ -601,6 +601,8 @@ def quantize_model(model: nn.Module, wbits: int, abits: int, *, act_mode: str = 
         cls = QuantConv2d if isinstance(mod, nn.Conv2d) else QuantLinear
         q = cls.from_float(mod, wb, ab, act_mode, weight_mode, wbit_choices)
         q.act_quant.auto_calibrate = bool(auto_calibrate)
+        if not name:  # the model is itself one conv / linear layer: its replacement is the result
+            return q
         _set_submodule(net, name, q)
     return net
 

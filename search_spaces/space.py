@@ -84,8 +84,8 @@ class Stage:
     op: Optional[str] = None  # fixed op of every layer; None: the layers are searched
     candidates: Optional[Tuple[str, ...]] = None  # candidate ops; None: the space's candidates
     first_candidates: Optional[Tuple[str, ...]] = None  # candidates of the first layer; None: as candidates
-    wbits: Optional[Tuple[int, ...]] = None  # weight bit-width choices of its layers; None: the space's
-    abits: Optional[Tuple[int, ...]] = None  # input-activation bit-width choices; None: the space's
+    wbits: Optional[Tuple[int, ...]] = None  # weight bit-width choices of its layers; None: the space's; (): none
+    abits: Optional[Tuple[int, ...]] = None  # input-activation bit-width choices; None: the space's; (): none
 
     def __post_init__(self) -> None:
         for f in ("candidates", "first_candidates", "wbits", "abits"):
@@ -283,8 +283,9 @@ class SearchSpace:
                 if getattr(st, f) is not None:
                     kw[f] = _op_names(getattr(st, f), f"{w}.{f}")
             for f in BIT_KINDS:
-                if getattr(st, f) is not None:
-                    kw[f] = _bit_list(getattr(st, f), f"{w}.{f}")
+                v = getattr(st, f)
+                if v is not None:  # [] at a stage: no such choice there (its layers run at fixed_bits)
+                    kw[f] = () if isinstance(v, (list, tuple)) and not v else _bit_list(v, f"{w}.{f}")
             if st.op is None and kw.get("candidates") is None and not self.candidates and \
                     (geometry[2] > 1 or kw.get("first_candidates") is None):
                 raise ConfigError(f"{w} is searched but has no candidates: set stages[{i}].candidates "
