@@ -72,3 +72,27 @@ def test_retrain_is_qat_at_the_sample_bits_and_reports_float_beside_it():
     plain = retrain(get_search_space("tiny-mnist"), {k: v for k, v in s.items() if "bits" not in k}, data, 1,
                     0.05, "cpu", 0)
     assert "quantized_test_accuracy" not in plain and "bits" not in plain
+
+
+@pytest.mark.slow
+def test_search_and_retrain_command_on_a_mixed_precision_space(tmp_path, capsys):
+    """End to end: HDX on tiny-mnist-mp, a QAT retrain in the run and by `coexplore retrain`."""
+    import json
+
+    from coexplore.cli import main
+    from coexplore.config import load_config
+    from coexplore.search import run_search
+
+    tiny = ["search_space=tiny-mnist-mp", "hardware_space=small", "data.limit=160", "data.batch_size=32",
+            "steps_per_epoch=2", "warmup_epochs=1", "search_epochs=1", "progress=false", "evaluator.num_arch=300",
+            "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3", "evaluator.epochs_estimator=1",
+            "method=hdx", "constraints=[latency <= 1ms]", "retrain_epochs=1"]
+    run_search(load_config(None, tiny), tmp_path / "run", cache_dir=tmp_path / "cache")
+    r = json.loads((tmp_path / "run" / "result.json").read_text())
+    sp = get_search_space("tiny-mnist-mp")
+    assert sp.check_sample(r["architecture"]) == r["architecture"]
+    assert {"quantized_test_accuracy", "float_test_accuracy", "bits"} <= set(r["retrain"])
+    assert main(["retrain", str(tmp_path / "run"), "--epochs", "1", "--quiet", "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    r = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "float_test_accuracy" in r["retrains"][-1]
