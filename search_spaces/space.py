@@ -215,6 +215,10 @@ class SearchSpace:
         stages:
           - {channels: 24, stride: 2, layers: 2, first_candidates: [mb3_e3, mb5_e3]}
         head: {channels: 256}
+
+    Mixed precision adds ``wbits: [2, 4, 8]`` / ``abits: [4, 8]`` (per space, or per stage;
+    ``[]`` at a stage: no such choice there) and ``fixed_bits: 8`` for the layers outside the
+    choice blocks; see ``docs/precision.md``.
     """
 
     stem: Stem  # first convolution

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 from collections import OrderedDict
@@ -191,22 +192,15 @@ def build_network(space: SearchSpace, sample: Mapping[str, Any],
     builds the same network in float (the float reference).
     """
     sample = space.check_sample(sample)
-    stem, head, cls = _stem(space), _head(space), _classifier(space)
-    if not quantized:
-        with _no_fixed_bits(space) as sp:
-            stem, head, cls = _stem(sp), _head(sp), _classifier(sp)
+    # the float reference builds its stem, fixed stages and head as if the space had no fixed_bits
+    outer = space if quantized or space.fixed_bits is None else dataclasses.replace(space, fixed_bits=None)
+    stem, head, cls = _stem(outer), _head(outer), _classifier(outer)
     blocks = []
     for b in space.all_blocks:
         op = sample[b.label] if b.searched else b.candidates[0]
         blocks.append((b.label, op, _block_op(space, b, op, sample, quantized)))
     return init_weights(_assemble(space, stem, blocks, head, cls), generator)
 
-
-@contextlib.contextmanager
-def _no_fixed_bits(space: SearchSpace) -> Iterator[SearchSpace]:
-    """The same space without ``fixed_bits`` (for building the float reference of its fixed layers)."""
-    import dataclasses
-    yield dataclasses.replace(space, fixed_bits=None) if space.fixed_bits is not None else space
 
 
 class _Path(NamedTuple):
