@@ -211,7 +211,7 @@ class CoExplorer:
     def arch_log_probs(self) -> Dict[str, np.ndarray]:
         """``{label: log p of each candidate}`` under the current architecture distribution."""
         return {b.label: torch.log_softmax(p.detach().cpu(), -1).numpy()
-                for b, p in zip(self.space.blocks, self.supernet.arch_parameters())}
+                for b, p in zip(self.space.choices, self.supernet.arch_parameters())}
 
     def evaluate_architecture(self, sample: Dict[str, str]) -> Dict[str, float]:
         """Inherited-weight validation quality of one architecture (the task's metric, e.g.
