@@ -1,5 +1,7 @@
 """Data-free co-exploration (DANCE++): `data: {name: synthetic, teacher: ..., generator: ...}`."""
 
+import math
+
 import pytest
 import torch
 
@@ -67,17 +69,22 @@ def test_the_generator_is_trained_against_the_teacher(teacher_file, tmp_path):
 
 def test_data_free_search_runs_end_to_end(teacher_file, tmp_path):
     result = run_search(_cfg(teacher_file), tmp_path / "run", cache_dir=tmp_path / "cache")
-    assert result.status in ("ok", "constraints-violated")
+    assert result.status == "ok" and result.all_constraints_met  # 0.1 ms is loose in this space
     assert result["retrain"]["test_samples"] == 200  # the real test split
-    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+    assert result.accuracy_source == "retrained-test"
+    assert result["metrics"]["accuracy"] == result["retrain"]["test_accuracy"]
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "synthetic" in saved and "teacher" in saved
 
 
 def test_soft_labels_train_the_supernet(teacher_file, tmp_path):
     ex = CoExplorer(_cfg(teacher_file), tmp_path / "r", cache_dir=tmp_path / "cache")
+    before = [p.detach().clone() for p in ex.supernet.weight_parameters()]
     row = ex.run_epoch()
-    assert 0.0 <= row["train_acc"] <= 1.0 and row["train_loss"] == row["train_loss"]
+    assert row["phase"] == "warmup" and math.isfinite(row["train_loss"])
+    # the soft targets are the teacher's distributions: the loss is a cross-entropy to them, above their entropy
+    assert row["train_loss"] > 0.0
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, ex.supernet.weight_parameters()))
 
 
 @pytest.mark.parametrize("overrides,match", [
