@@ -24,7 +24,7 @@ needs, for a supernet and for a standalone detector alike.
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -88,14 +88,25 @@ class YOLOXHead(nn.Module):
         self.cls_preds = nn.ModuleList([nn.Conv2d(channels, num_classes, 1) for _ in range(n)])
         self.reg_preds = nn.ModuleList([nn.Conv2d(channels, 4, 1) for _ in range(n)])
         self.obj_preds = nn.ModuleList([nn.Conv2d(channels, 1, 1) for _ in range(n)])
-        self.reset_prior()
+        self.init_predictors()
 
-    def reset_prior(self) -> None:
-        """Class and objectness biases at ``-log((1 - p) / p)`` (p = :data:`PRIOR_PROB`)."""
+    def init_predictors(self, generator: Optional[torch.Generator] = None) -> None:
+        """The 1x1 predictors as RetinaNet / YOLOX start them: weights ``N(0, 0.01)``, box biases 0,
+        class and objectness biases at ``-log((1 - p) / p)`` (p = :data:`PRIOR_PROB`), so that the
+        first steps see calibrated, near-zero scores rather than the wild ones a fan-out
+        He init of a 1- or 4-channel conv gives.
+
+        Args:
+            generator: draws the weights (a CPU ``torch.Generator``); None: torch's global one.
+        """
         b = -math.log((1 - PRIOR_PROB) / PRIOR_PROB)
         with torch.no_grad():
-            for m in list(self.cls_preds) + list(self.obj_preds):
-                m.bias.fill_(b)
+            for group, bias in ((self.cls_preds, b), (self.obj_preds, b), (self.reg_preds, 0.0)):
+                for m in group:
+                    w = torch.empty(m.weight.shape, dtype=m.weight.dtype)
+                    nn.init.normal_(w, 0.0, 0.01, generator=generator)
+                    m.weight.copy_(w)
+                    m.bias.fill_(bias)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         outs = []

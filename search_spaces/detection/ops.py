@@ -90,7 +90,7 @@ class BaseConv(nn.Sequential):
                  act: Optional[str] = "silu") -> None:
         super().__init__()
         self.add_module("conv", nn.Conv2d(C_in, C_out, kernel, stride, kernel // 2, groups=groups, bias=False))
-        self.add_module("bn", nn.BatchNorm2d(C_out, eps=1e-3, momentum=0.03))
+        self.add_module("bn", nn.BatchNorm2d(C_out, eps=1e-3, momentum=0.1))
         if act is not None:
             self.add_module("act", make_act(act))
 

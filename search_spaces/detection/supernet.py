@@ -50,11 +50,11 @@ def build_block(space: DetectionSpace, b: DetBlock, op: str) -> nn.Module:
 
 
 def _finish_init(module: nn.Module, generator: Optional[torch.Generator]) -> nn.Module:
-    """He-normal convs (ProxylessNAS' init), then YOLOX's prior on the class / objectness biases."""
+    """He-normal convs (ProxylessNAS' init), then the head's predictors as YOLOX starts them."""
     init_weights(module, generator)
     for m in module.modules():
         if isinstance(m, YOLOXHead):
-            m.reset_prior()
+            m.init_predictors(generator)
     return module
 
 
