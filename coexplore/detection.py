@@ -99,7 +99,7 @@ def run_study(out: Path, space, source, bounds: Sequence[float], epochs: int, wa
         cfg = RunConfig(name=f"hdx-lut-{int(round(100 * frac))}", method="hdx-lut", seed=seed, search_space=space,
                         cost_model=source.name, objective="latency", constraints=[f"latency <= {bound_ms:.4f}ms"],
                         lam=lam, epochs=search_epochs, warmup_epochs=warmup_epochs, retrain_epochs=epochs,
-                        retrain_lr=lr, w_lr=lr, device="cpu", progress=progress, data=data_cfg)
+                        retrain_lr=lr, w_lr=lr, device="cpu", progress=False, data=data_cfg)
         res = run_search(cfg, out / cfg.name, cache_dir=cache_dir)
         runs.append({"bound_fraction": frac, "bound_ms": bound_ms, "run": str(out / cfg.name), "status": res.status,
                      "search_map_val": res.search_accuracy, "constraints": res.constraints,
