@@ -145,6 +145,17 @@ class Detection:
     def chance(self, num_classes: int) -> float:
         return 0.0
 
+    def design_stats(self, space, sample: Mapping[str, str]) -> Dict[str, float]:
+        """``{"parameters", "gflops"}`` of one architecture, for its result: parameters of the built
+        detector (BN and biases included; built on the ``meta`` device), GFLOPs = 2 x MACs / 1e9
+        of its priced layers (the convention of YOLOX's model zoo)."""
+        from .supernet import build_detector
+
+        with torch.device("meta"):
+            net = build_detector(space, sample)
+        return {"parameters": float(sum(p.numel() for p in net.parameters())),
+                "gflops": 2.0 * sum(l.macs for l in space.layers(sample)) / 1e9}
+
     def evaluate(self, model: nn.Module, loader, device=None) -> Dict[str, Any]:
         """``{"map", "map50", "loss", "samples"}`` of ``model`` on ``loader`` (eval mode, no grad; the
         model's mode is restored).  A supernet runs its path mode: evaluate one architecture inside

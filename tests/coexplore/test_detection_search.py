@@ -83,6 +83,10 @@ def test_hdx_on_measured_latency(tmp_path, space, cache):
     written = json.loads((tmp_path / "run" / "result.json").read_text())["metrics"]
     assert written["energy_j"] is None and written["area_mm2"] is None and written["edap"] is None  # unknown, not 0
     assert "map" in res.metrics and res.retrain["test_map"] == res.metrics["map"]
+    from coexplore.detection import model_stats
+    st = model_stats(space, res.architecture)
+    assert res.metrics["parameters"] == st["parameters"] == res.retrain["parameters"]
+    assert res.metrics["gflops"] == pytest.approx(st["gflops"])
     assert res.feasibility["witness"]["latency_s"] <= bound * (1 + 1e-9)
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert len(rows) == 2 and "surrogate_latency_s" in rows[-1]
