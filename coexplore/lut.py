@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from accelerators.measured import LatencyTable, MeasuredLatency, Stat, now_iso
+from accelerators.measured import LatencyTable, MeasuredLatency, now_iso
 
 from .common import ConfigError, default_cache_dir
 from .objectives import Objective

@@ -45,10 +45,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -352,7 +352,6 @@ class DetectionSpace:
         return int(sum(h * w for h, w in self.level_hws))
 
     def _build_blocks(self) -> Tuple[DetBlock, ...]:
-        w = f"detection space {self.name!r}"
         out: List[DetBlock] = []
         c, hw = self.stem_channels, self.stem_hw
         for si, st in enumerate(self.stages):
@@ -382,7 +381,6 @@ class DetectionSpace:
         searched = not isinstance(neck, str)
         out.append(DetBlock("neck", tuple(neck) if searched else (neck,), searched, "neck", -1, -1,
                             self.level_channels[-1], self.head_channels, 1, self.level_hws[-1], self.level_hws[-1]))
-        del w
         return tuple(out)
 
     def _checked(self, b: DetBlock, src: str) -> DetBlock:

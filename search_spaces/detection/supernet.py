@@ -17,6 +17,7 @@ architecture; :meth:`DetectionSupernet.freeze` copies one out with the supernet'
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -91,7 +92,6 @@ def _assemble(space: DetectionSpace, stem: nn.Module, modules: Sequence[Tuple[De
             neck = m
         elif not get_det_op(op).skip:
             stages[b.stage].append((b.label.split(".", 1)[1], m))
-    from collections import OrderedDict
     return Detector(stem, [nn.Sequential(OrderedDict(s)) for s in stages], neck, head)
 
 
