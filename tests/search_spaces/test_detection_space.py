@@ -43,6 +43,8 @@ def test_yolox_tiny_reference_matches_the_published_model():
     gflops = 2 * sum(l.macs for l in sp.layers(ref)) / 1e9
     assert gflops == pytest.approx(6.45, rel=0.01)
     assert sp.level_hws == ((52, 52), (26, 26), (13, 13)) and sp.num_anchors == 3549
+    from search_spaces.detection.task import Detection
+    assert Detection().design_stats(sp, ref) == {"parameters": params, "gflops": pytest.approx(gflops)}
 
 
 @pytest.mark.parametrize("op", [o for o in list_det_ops() if not get_det_op(o).skip])
