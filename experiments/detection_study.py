@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--bounds", type=float, nargs="+", default=[0.7, 0.5],
                    help="latency bounds as fractions of the reference's table latency")
     p.add_argument("--epochs", type=int, default=16, help="training epochs of every reported design (from scratch)")
-    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--warmup-epochs", type=int, default=6)
     p.add_argument("--search-epochs", type=int, default=4)
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)

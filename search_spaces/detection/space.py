@@ -682,19 +682,30 @@ def yolox_tiny_search() -> DetectionSpace:
         reference=_yolox_reference(0.33))
 
 
+#: The small demo space's candidates: fewer per block, so that a CPU-sized supernet warm-up trains each of them.
+DEMO_DOWN = ("conv3", "dw3", "mb3_e3")
+DEMO_BODY = ("csp1", "csp3", "mb3_e3", "mb5_e3", "ghost", "dw3")
+DEMO_LAST = ("csp1_ns", "mb3_e3", "ghost", "dw3")
+
+
 @DETECTION_SPACES.register("det-mnist")
 def det_mnist() -> DetectionSpace:
-    """The embedded demo: YOLOX-tiny's macro-architecture at width 0.125 on 96x96 grey canvases
-    of MNIST digits (10 classes; :func:`search_spaces.detection.data.mnist_detection`).
+    """The small space of the embedded demo: YOLOX-tiny's macro-architecture at width 0.125 on
+    96x96 grey canvases of MNIST digits (10 classes; :func:`search_spaces.detection.data.mnist_detection`).
 
     Focus stem to 8 channels; stages of 16 / 32 / 64 / 128 channels with 1 / 3 / 3 / 1 body
-    positions (levels 12x12, 6x6, 3x3); the candidates of ``yolox-tiny-search``; head width
-    32.  Its ``reference`` is the YOLOX-tiny-like point at this scale.
+    positions (levels 12x12, 6x6, 3x3); down candidates conv3, dw3, mb3_e3; body candidates
+    csp1, csp3, mb3_e3, mb5_e3, ghost, dw3 (plus ``skip`` after position 0); the last stage,
+    after SPP, csp1_ns, mb3_e3, ghost, dw3; necks pan, fpn, lite; head width 32.  About
+    5e8 architectures.  Its ``reference`` is the YOLOX-tiny-like point at this scale.
     """
     return DetectionSpace(
         name="det-mnist", resolution=96, input_channels=1, num_classes=10, width=0.125, depth=0.33, act="silu",
-        stem=DetStem(64, "focus", 3), down=DOWN_OPS, candidates=BODY_OPS + ("skip",), stages=_yolox_stages(),
-        neck=DetNeck(("pan", "pan_dw", "fpn", "lite"), 3), head=DetHead(256, 2), reference=_yolox_reference(0.33))
+        stem=DetStem(64, "focus", 3), down=DEMO_DOWN, candidates=DEMO_BODY + ("skip",),
+        stages=(DetStage(128, 3, first_candidates=DEMO_BODY), DetStage(256, 9, first_candidates=DEMO_BODY),
+                DetStage(512, 9, first_candidates=DEMO_BODY),
+                DetStage(1024, 3, spp=True, candidates=DEMO_LAST + ("skip",), first_candidates=DEMO_LAST)),
+        neck=DetNeck(("pan", "fpn", "lite"), 3), head=DetHead(256, 2), reference=_yolox_reference(0.33))
 
 
 def get_detection_space(name_or_path: Union[str, PathLike]) -> DetectionSpace:
