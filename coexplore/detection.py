@@ -58,7 +58,7 @@ def _row(name: str, space, sample, table, measured_s: float, map_: float, map50:
 
 def run_study(out: Path, space, source, bounds: Sequence[float], epochs: int, warmup_epochs: int,
               search_epochs: int, batch_size: int = 32, lr: float = 0.05, seed: int = 0, cache_dir=None,
-              lam: float = 0.1, progress: bool = False) -> Dict[str, Any]:
+              lam: float = 0.01, hw_encoding: str = "argmax", progress: bool = False) -> Dict[str, Any]:
     """The lightweight-detector study on ``space`` and the embedded detection set.
 
     1. measures (or loads the cached) per-block latency table of ``space`` with ``source``;
@@ -71,12 +71,18 @@ def run_study(out: Path, space, source, bounds: Sequence[float], epochs: int, wa
     4. measures every design's whole-network latency (as the table's blocks are measured) and
        checks the table's additivity on them.
 
-    Writes ``out/study.json`` and ``out/study.md``; returns the record.
+    Writes ``out/study.json`` and ``out/study.md``; returns the record.  A study run again
+    into the same ``out`` reuses what is finished (the reference's training, recorded in
+    ``out/reference.json`` with its settings, and the searches, resumed by their run folders).
+
+    Raises:
+        ConfigError: a bound below the fastest design of the space (checked before any training).
     """
     import torch
 
     from search_spaces.detection.task import Detection
 
+    from .common import ConfigError
     from .config import DataConfig, RunConfig
     from .lut import additivity_check, make_cost_table
     from .objectives import Objective
@@ -90,17 +96,34 @@ def run_study(out: Path, space, source, bounds: Sequence[float], epochs: int, wa
     data_cfg = DataConfig(name="mnist-det", batch_size=batch_size, val_fraction=0.2, augment=True)
     data = task.load_data(space, data_cfg, seed=seed, cache_dir=cache_dir)
     ref = space.reference_sample()
-    rt = task.retrain(space, ref, data, epochs, lr, "cpu", seed, progress=progress)
     ref_lat = float(table.metrics(space.encode(ref))[0][0, 0])
+    least = table.least("latency")[0]
+    low = [f for f in bounds if f * ref_lat < least]
+    if low:
+        raise ConfigError(f"bounds {low} of the reference's {1e3 * ref_lat:.4g} ms are below the fastest design of "
+                          f"{space.name!r} ({1e3 * least:.4g} ms = {least / ref_lat:.3f} of the reference)")
+    settings = {"space": space.fingerprint(), "data": data.fingerprint(), "epochs": epochs, "lr": lr, "seed": seed,
+                "reference": ref}
+    ref_file = out / "reference.json"
+    rt = None
+    if ref_file.is_file():
+        saved = json.loads(ref_file.read_text())
+        if saved.get("settings") == settings:
+            rt = saved["retrain"]
+            logger.info("reusing the reference's training in %s", ref_file)
+    if rt is None:
+        rt = task.retrain(space, ref, data, epochs, lr, "cpu", seed, progress=progress)
+        ref_file.write_text(json.dumps({"settings": settings, "retrain": rt}, indent=1) + "\n")
     designs = [("reference (YOLOX-tiny-like)", ref, rt, "trained from scratch")]
     runs = []
     for frac in bounds:
         bound_ms = 1e3 * ref_lat * frac
         cfg = RunConfig(name=f"hdx-lut-{int(round(100 * frac))}", method="hdx-lut", seed=seed, search_space=space,
                         cost_model=source.name, objective="latency", constraints=[f"latency <= {bound_ms:.4f}ms"],
-                        lam=lam, epochs=search_epochs, warmup_epochs=warmup_epochs, retrain_epochs=epochs,
+                        lam=lam, hw_encoding=hw_encoding, epochs=search_epochs, warmup_epochs=warmup_epochs,
+                        retrain_epochs=epochs,
                         retrain_lr=lr, w_lr=lr, device="cpu", progress=False, data=data_cfg)
-        res = run_search(cfg, out / cfg.name, cache_dir=cache_dir)
+        res = run_search(cfg, out / cfg.name, resume=(out / cfg.name).is_dir(), cache_dir=cache_dir)
         runs.append({"bound_fraction": frac, "bound_ms": bound_ms, "run": str(out / cfg.name), "status": res.status,
                      "search_map_val": res.search_accuracy, "constraints": res.constraints,
                      "seconds": res.seconds})
@@ -113,7 +136,8 @@ def run_study(out: Path, space, source, bounds: Sequence[float], epochs: int, wa
     record = {"space": space.name, "space_fingerprint": space.fingerprint(), "cost_source": source.describe(),
               "table_seconds": table.latency_table.seconds, "table_created": table.latency_table.created,
               "epochs": epochs, "warmup_epochs": warmup_epochs, "search_epochs": search_epochs,
-              "batch_size": batch_size, "lr": lr, "seed": seed, "lambda": lam, "rows": rows, "runs": runs,
+              "batch_size": batch_size, "lr": lr, "seed": seed, "lambda": lam, "hw_encoding": hw_encoding,
+              "rows": rows, "runs": runs, "least_latency_ms": 1e3 * least, "reference_latency_ms": 1e3 * ref_lat,
               "additivity": {k: v for k, v in add.items() if k != "rows"},
               "data": {"name": data.name, "train": data.train.num_samples, "val": data.val.num_samples,
                        "test": data.test.num_samples, "resolution": space.resolution},
@@ -138,7 +162,9 @@ def study_markdown(rec: Mapping[str, Any]) -> str:
         f"{rec['data']['resolution']}x{rec['data']['resolution']} px with 1-4 MNIST digits each (mnist-det); mAP is "
         f"COCO AP@[.5:.95] (pycocotools) on the **test** split, after training from scratch for {rec['epochs']} "
         f"epochs (batch {rec['batch_size']}, SGD lr {rec['lr']}, cosine); searches selected on the validation split "
-        f"only ({rec['warmup_epochs']} warm-up + {rec['search_epochs']} search epochs, hdx-lut, lambda {rec['lambda']}).", "",
+        f"only ({rec['warmup_epochs']} warm-up + {rec['search_epochs']} search epochs, hdx-lut, lambda {rec['lambda']}, "
+        f"hw_encoding {rec['hw_encoding']}).  The fastest design of the space takes {rec['least_latency_ms']:.3f} ms "
+        f"(table), the reference {rec['reference_latency_ms']:.3f} ms.", "",
         "| design | params | GFLOPs | CPU latency, table (ms) | CPU latency, measured (ms) | mAP | mAP@.5 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
