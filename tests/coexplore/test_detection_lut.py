@@ -141,6 +141,12 @@ def test_additivity_check_reports_the_error(space, table):
         assert r["measured_s"] > 0 and r["table_s"] == pytest.approx(float(table.metrics(space.encode(r["architecture"]))[0][0, 0]))
         assert r["rel_error"] == pytest.approx((r["table_s"] - r["measured_s"]) / r["measured_s"])
     assert rep["max_abs_rel_error"] >= rep["mean_abs_rel_error"] >= 0
+    for r in rep["rows"]:  # the blocks measured again beside the networks
+        assert r["fresh_s"] > 0 and r["drift"] == pytest.approx((r["table_s"] - r["fresh_s"]) / r["fresh_s"])
+        assert r["rel_error_fresh"] == pytest.approx((r["fresh_s"] - r["measured_s"]) / r["measured_s"])
+    assert rep["max_abs_rel_error_fresh"] >= rep["mean_abs_rel_error_fresh"] >= 0
+    assert set(additivity_check(space, table, [space.sample(0)], remeasure_blocks=False)) == \
+        {"rows", "mean_abs_rel_error", "max_abs_rel_error", "mean_rel_error"}
 
 
 def test_classification_spaces_are_measured_too(source):
