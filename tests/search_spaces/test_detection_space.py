@@ -192,7 +192,8 @@ def test_odd_channels_for_a_channel_split_op_are_refused(mnist):
     d["stages"][0] = {**d["stages"][0], "channels": 96}  # int(96 * 0.1875) = 18: even, accepted
     DetectionSpace.from_dict(d)
     d["stages"][0] = {**d["stages"][0], "channels": 112}  # 21: ghost, shuffle and CSP split channels in two
-    with pytest.raises(ConfigError, match=r"down: block s0.down .*'ghost' splits its channels in two, so it needs an even C_out \(got 21\)"):
+    with pytest.raises(ConfigError, match=r"stages\[0\].first_candidates: block s0.b0 .*'csp1' splits its channels in two, so it needs an even "
+                                         r"C_out \(got 21\)"):
         DetectionSpace.from_dict(d)
 
 
