@@ -64,8 +64,9 @@ class PlotWriter(Callback):
         from .plots import plot_accelerator, plot_trajectories
         try:
             plot_trajectories(search.run_dir)
-            plot_accelerator(Accelerator.from_dict(result.accelerator), search.space.layers(result.architecture),
-                             search.run_dir / PLOTS_DIR / "accelerator.png", formats=("png", "svg"))
+            if "pe_x" in result.accelerator:  # not for a measured device (coexplore.lut): it has no PE array
+                plot_accelerator(Accelerator.from_dict(result.accelerator), search.space.layers(result.architecture),
+                                 search.run_dir / PLOTS_DIR / "accelerator.png", formats=("png", "svg"))
         except Exception as exc:  # noqa: BLE001 - a plot must never lose a finished result
             logger.warning("could not write the run's plots: %s", exc)
 

@@ -230,12 +230,19 @@ def _print_result(result, out, fmt: str) -> None:
     m = result.metrics
     acc = result.accelerator
     print("architecture: " + ", ".join(f"{k}={v}" for k, v in result.architecture.items()))
-    print(f"accelerator:  {acc['pe_x']}x{acc['pe_y']} PEs, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
-          f"GLB {acc['glb_bytes'] // 1024} KB")
+    if "pe_x" in acc:
+        print(f"accelerator:  {acc['pe_x']}x{acc['pe_y']} PEs, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
+              f"GLB {acc['glb_bytes'] // 1024} KB")
+    else:  # a measured device (coexplore.lut): this machine
+        print(f"device:       {acc.get('name', acc)}")
     chance = " (CHANCE LEVEL)" if result.chance_level else ""
+
+    def q(key: str, scale: float = 1.0) -> str:  # energy and area are unknown (null) for a measured device
+        return "n/a" if m.get(key) is None else f"{m[key] * scale:.4g}"
+
     print(f"accuracy {100 * m['accuracy']:.2f}%{chance} ({result.accuracy_source}), latency {m['latency_s'] * 1e3:.4g} ms "
-          f"({m['fps']:.1f} fps), energy {m['energy_j'] * 1e3:.4g} mJ, area {m['area_mm2']:.4g} mm2, "
-          f"EDAP {m['edap']:.4g}  [checked by the {result.checked_by} model]")
+          f"({m['fps']:.1f} fps), energy {q('energy_j', 1e3)} mJ, area {q('area_mm2')} mm2, "
+          f"EDAP {q('edap')}  [checked by the {result.checked_by} model]")
     for c in result.constraints:
         print(f"  {'OK  ' if c['satisfied'] else 'FAIL'} {c['spec']}: value {c['value']:.4g}, g = {c['g']:+.4g}")
     if not result.all_constraints_met:
@@ -299,10 +306,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from search_spaces import get_data
     from search_spaces.tasks import get_task
     from search_spaces.train import resolve_device
 
+    from .detection import load_run_data
     from .finalize import chance_level, retrain
     from .runfolder import write_result
 
@@ -314,8 +321,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         raise UserError(f"--lr must be a finite number > 0, got {args.lr}")
     device = resolve_device(args.device)
     d = cfg.data
-    data = get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, batch_size=d.batch_size,
-                    augment=d.augment, limit=d.limit, cache_dir=args.cache_dir)
+    data = load_run_data(space, get_task(space), d, seed=cfg.seed, cache_dir=args.cache_dir)
     epochs = args.epochs or max(1, cfg.retrain_epochs)
     rt = retrain(space, result.architecture, data, epochs, args.lr or cfg.retrain_lr, device, cfg.seed,
                  progress=not args.quiet)

@@ -269,8 +269,12 @@ def _device(name: Any) -> None:
 
 def resolve_search_space(value: Any):
     from search_spaces import SearchSpace, get_search_space
+    from search_spaces.detection import resolve_detection_space
     if isinstance(value, SearchSpace):
         return value
+    detection = resolve_detection_space(value)  # a detection space: object, kind: detection mapping / YAML, or name
+    if detection is not None:
+        return detection
     if isinstance(value, Mapping):
         return SearchSpace.from_dict(value, where="config: search_space")
     return get_search_space(value)

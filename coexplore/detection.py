@@ -210,5 +210,5 @@ def study_markdown(rec: Mapping[str, Any]) -> str:
               f"{b['total_s'] / 60:.1f} min in all -- the latency table {b['table_s']:.0f} s, the reference's training "
               f"{b['reference_training_s'] / 60:.1f} min, each search with its design's training {runs} min, the final "
               f"latency check {b['final_check_s']:.0f} s; seed {rec['seed']}.  Command: "
-              f"`nice -n 10 python experiments/detection_study.py` (with experiments/detection_integration.patch applied).", ""]
+              f"`nice -n 10 python experiments/detection_study.py`.", ""]
     return "\n".join(lines)

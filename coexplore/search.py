@@ -44,7 +44,9 @@ from .checkpoint import CHECKPOINT_FORMAT, check_inputs, load_checkpoint, save_c
 from .common import ConfigError, atomic_write_text, default_cache_dir
 from .config import RunConfig, config_diff, config_from_dict
 from .constraints import check_feasible
+from .detection import load_run_data
 from .evaluator import Evaluator
+from .lut import make_cost_table
 from .penalty import ConstraintTargets, HardwarePenalty
 from .pricing import CostTable
 from .runfolder import (BASELINE_HISTORY_FILE, CONFIG_FILE, ExitCode, Result, checkpoint_path, result_path,
@@ -120,7 +122,6 @@ class CoExplorer:
     def __init__(self, cfg: RunConfig, run_dir: Union[str, Path], callbacks: Sequence[Callback] = (),
                  cache_dir: Optional[Union[str, Path]] = None) -> None:
         from search_spaces import Supernet, TemperatureSchedule
-        from search_spaces.data import get_data
         from search_spaces.tasks import get_task
         from search_spaces.train import resolve_device
 
@@ -136,7 +137,9 @@ class CoExplorer:
         self.task = get_task(self.space)
         self.hw_space = cfg.resolve_hardware_space()
         self.cost_source = cfg.cost_source()
-        self.table = CostTable(self.space, self.hw_space, model=self.cost_source)
+        # a measured cost source prices with its per-block latency table (coexplore.lut), any other one analytically
+        self.table = make_cost_table(self.space, self.hw_space, self.cost_source, self.objective, self.constraints,
+                                     cache_dir=self.cache_dir, progress=cfg.progress)
         self.verifier = Verifier(self.table, self.objective, self.constraints)
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
         self.targets = ConstraintTargets(self.constraints)
@@ -144,8 +147,7 @@ class CoExplorer:
                                           *([ProgressBar()] if cfg.progress else []), *callbacks]
 
         d = cfg.data
-        self.data = get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, batch_size=d.batch_size,
-                             augment=d.augment, limit=d.limit, cache_dir=self.cache_dir)
+        self.data = load_run_data(self.space, self.task, d, seed=cfg.seed, cache_dir=self.cache_dir)
         expect = (self.space.input_channels, self.space.resolution, self.space.resolution)
         if self.data.num_classes != self.space.num_classes or tuple(self.data.input_shape) != expect:
             raise ConfigError(
@@ -267,8 +269,7 @@ class CoExplorer:
         row["loss"] = None if warm else row["ce"] + cfg.lam * row["cost_loss"]
         row["val_acc"] = self.inherited_accuracy(sample)  # the argmax architecture, inherited weights
         if cfg.path_mode == "darts":  # the mixture the DARTS-mode supernet actually trains
-            from search_spaces import evaluate_network
-            row["val_acc_supernet"] = float(evaluate_network(self.supernet, self.data.val, self.device)["accuracy"])
+            row["val_acc_supernet"] = float(self.task.evaluate(self.supernet, self.data.val, self.device)[self.task.metric])
         surrogate: Dict[str, float] = {}
         with torch.no_grad():
             probs = [torch.softmax(p, -1) for p in self.supernet.arch_parameters()]

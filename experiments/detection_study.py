@@ -2,8 +2,7 @@
 
 For the YOLOX-tiny-like reference of ``det-mnist`` and for the designs ``hdx-lut`` finds
 under two CPU-latency constraints (fractions of the reference's latency), measured on this
-machine (see :func:`coexplore.detection.run_study`).  Needs the integration patch
-(``git apply experiments/detection_integration.patch``) until it is merged.
+machine (see :func:`coexplore.detection.run_study`).
 
     nice -n 10 python experiments/detection_study.py            # writes experiments/results/detection-study.{md,json}
 """

@@ -184,7 +184,7 @@ class Detection:
         res = coco_map(gts, dets, num_classes, size)
         return {**res, "loss": loss_sum / n, "samples": n}
 
-    # ---- hooks of the search loop (see experiments/detection_integration.patch) ---------------
+    # ---- hooks of the search loop (coexplore.search, coexplore.finalize) ----------------------
     def load_data(self, space, data, seed: int = 0, cache_dir=None):
         """The :class:`~search_spaces.detection.data.DetectionBundle` a run config's ``data`` names.
 

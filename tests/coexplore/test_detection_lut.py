@@ -173,23 +173,7 @@ def test_lut_cost_is_the_differentiable_expected_latency(space, table):
         LUTCost(table, Objective("edap"))
 
 
-@pytest.fixture
-def lut_methods():
-    """``dance-lut`` and ``hdx-lut`` registered for the test; without the integration patch nothing
-    else imports them, so they are unregistered again (other tests list the methods)."""
-    import importlib
-
-    from coexplore.methods import METHODS
-    before = set(METHODS.names())
-    module = importlib.import_module("coexplore.lut_methods")
-    if "dance-lut" not in METHODS:  # imported earlier, then unregistered by this fixture
-        importlib.reload(module)
-    yield
-    for name in set(METHODS.names()) - before:
-        METHODS.unregister(name)
-
-
-def test_lut_methods_registered_and_build_their_cost(table, lut_methods):
+def test_lut_methods_registered_and_build_their_cost(table):
     from coexplore.methods import get_method
     run = SimpleNamespace(table=table, objective=Objective("latency"), constraints=ConstraintSet.parse(["fps >= 30"]))
     for name in ("dance-lut", "hdx-lut"):

@@ -1,8 +1,4 @@
-"""The search loop on the detection space: measured and analytical pricing, results, resume.
-
-These run the CoExplorer end to end and need ``experiments/detection_integration.patch``
-(the hooks in files other branches own); without it they are skipped with that reason.
-"""
+"""The search loop on the detection space: measured and analytical pricing, results, resume."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from accelerators import list_cost_sources
 from accelerators.measured import LatencyTable, MeasuredLatency
 from coexplore.common import ConfigError
 from coexplore.config import DataConfig, RunConfig, load_config
@@ -20,18 +15,6 @@ from coexplore.lut import LatencyCostTable, build_latency_table, default_table_p
 from search_spaces.detection import get_detection_space
 
 from .test_detection_lut import tiny_space
-
-
-def _integrated() -> bool:
-    try:
-        from coexplore.config import resolve_search_space
-        resolve_search_space("det-mnist")
-    except Exception:  # noqa: BLE001 - any failure means the hooks are not there
-        return False
-    return "measured-cpu" in list_cost_sources()
-
-
-pytestmark = pytest.mark.skipif(not _integrated(), reason="needs experiments/detection_integration.patch applied")
 
 
 @pytest.fixture(scope="module")
