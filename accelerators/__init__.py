@@ -5,7 +5,9 @@ registries, file I/O, the metric vocabulary); ``ConfigError`` and friends are re
 for convenience.
 """
 
-from .hardware import (ACCELERATORS, DATAFLOWS, Accelerator, get_accelerator, list_accelerators,
+from .dataflows import (DATAFLOWS, ArrayLevel, Dataflow, TimeloopHints, Unrolling, ZigZagHints, get_dataflow,
+                        list_dataflows, register_dataflow)
+from .hardware import (ACCELERATORS, FIELD_RANGES, Accelerator, get_accelerator, list_accelerators,
                        load_accelerator, save_accelerator)
 from .cost_model import MAPPING_OBJECTIVES, AnalyticalModel, Costs, Explanation, evaluate, explain
 from coexplore.common import ConfigError
@@ -15,13 +17,14 @@ from .networks import WORKLOADS, get_workload, list_workloads
 from .cost_source import COST_SOURCES, CostSource, get_cost_source, list_cost_sources
 from . import measured as _measured  # noqa: F401 - registers measured-cpu, measured-cpu-onnxruntime, measured-cuda
 from .technology import COST_MODEL_VERSION
-from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload, save_workload
+from .workload import LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload, save_workload
 
 __all__ = [
     "MAPPING_OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
     "list_workloads", "COST_MODEL_VERSION", "COST_SOURCES", "CostSource", "get_cost_source", "list_cost_sources",
-    "ACCELERATORS", "DATAFLOWS", "Accelerator", "get_accelerator", "list_accelerators", "load_accelerator",
-    "save_accelerator", "ConfigError", "Registry", "UnknownNameError", "HARDWARE_SPACES", "HardwareSpace",
-    "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv", "depthwise", "linear",
-    "load_workload", "save_workload",
+    "DATAFLOWS", "ArrayLevel", "Dataflow", "TimeloopHints", "Unrolling", "ZigZagHints", "get_dataflow",
+    "list_dataflows", "register_dataflow", "ACCELERATORS", "FIELD_RANGES", "Accelerator", "get_accelerator",
+    "list_accelerators", "load_accelerator", "save_accelerator", "ConfigError", "Registry", "UnknownNameError",
+    "HARDWARE_SPACES", "HardwareSpace", "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv",
+    "conv_output_size", "depthwise", "linear", "load_workload", "save_workload",
 ]

@@ -10,7 +10,9 @@ the cycles the DRAM and GLB bandwidths need.
 The mapping has three parts.
 
 * **Spatial** (fixed by the dataflow, greedy fill of the array).  Dimensions per group:
-  ``K' = K/G`` outputs and ``C' = C/G`` inputs.
+  ``K' = K/G`` outputs and ``C' = C/G`` inputs.  Each dataflow is a registered
+  :class:`~accelerators.dataflows.Dataflow` whose ``spatial`` function gives the unrolling
+  and whose ``array_level`` function the traffic below the GLB; the built-ins are
 
   - ``ws`` (weight-stationary, TPU/NVDLA-like): rows <- C', columns <- K'; the groups of a
     grouped/depthwise layer are laid block-diagonally, so a depthwise layer uses at most
@@ -50,6 +52,11 @@ output rows for tiling (so weights can be reused across images);
 WS streams inputs in im2col order (no line buffer); no zero-skipping.  A batched
 linear layer is priced as one matrix-matrix product (the batch takes the place of P).  See
 ``docs/cost_model.md`` for the comparison with the Eyeriss chip.
+
+Integer arithmetic is int64 throughout; the bounds on :class:`~accelerators.workload.Layer`
+and :class:`~accelerators.hardware.Accelerator` keep every intermediate below 2^62 (the
+argument is in :mod:`accelerators.workload`).  As a guard, every result is checked to be
+physical -- finite, positive latency and energy, utilisation in (0, 1] -- before it is returned.
 """
 
 from __future__ import annotations
@@ -60,8 +67,9 @@ from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 
-from .hardware import DATAFLOWS, Accelerator
 from coexplore.common import ConfigError
+from .dataflows import ArrayLevel, Dataflow, Unrolling, get_dataflow
+from .hardware import Accelerator
 from .cost_source import COST_SOURCES, fingerprint_of
 from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
 from .workload import Layer
@@ -145,14 +153,17 @@ def _layer_matrix(layers: Sequence[Layer]) -> Tuple[np.ndarray, np.ndarray]:
     return uniq, inverse.reshape(-1)
 
 
-def _acc_arrays(accs: Sequence[Accelerator]) -> Dict[str, np.ndarray]:
+def _acc_arrays(accs: Sequence[Accelerator]) -> Dict[str, Any]:
+    """Accelerator fields as ``[A]`` arrays; ``df`` indexes ``dataflows``, the names present in order of appearance."""
     if len(accs) == 0:
         raise ConfigError("accelerators: the list is empty")
-    f = np.array([(a.pe_x, a.pe_y, a.rf_bytes, a.glb_bytes, DATAFLOWS.index(a.dataflow), a.word_bits)
+    codes: Dict[str, int] = {}
+    f = np.array([(a.pe_x, a.pe_y, a.rf_bytes, a.glb_bytes, codes.setdefault(a.dataflow, len(codes)), a.word_bits)
                   for a in accs], dtype=np.int64)
     g = np.array([(a.clock_hz, a.dram_bw, a.glb_bw) for a in accs], dtype=np.float64)
     out = {"pe_x": f[:, 0], "pe_y": f[:, 1], "rf_bytes": f[:, 2], "glb_bytes": f[:, 3], "df": f[:, 4],
-           "word_bits": f[:, 5], "clock_hz": g[:, 0], "dram_bw": g[:, 1], "glb_bw": g[:, 2]}
+           "word_bits": f[:, 5], "clock_hz": g[:, 0], "dram_bw": g[:, 1], "glb_bw": g[:, 2],
+           "dataflows": tuple(codes)}
     out["rf_words"] = out["rf_bytes"] * 8 // out["word_bits"]
     out["glb_words"] = out["glb_bytes"] * 8 // out["word_bits"]
     return out
@@ -241,102 +252,6 @@ def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]
     out.update(n_m=take(n_m), n_c=take(n_c), n_p=take(n_p), t_m=take(t_m), t_c=take(t_c), t_p=take(t_p))
     out["ok"] = np.isfinite(out.pop("tot"))
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# spatial mapping and the array level, per dataflow
-# ---------------------------------------------------------------------------------------
-
-def _spatial(df: int, pe_x, pe_y, G, Kg, Cg, R, P, Q):
-    """Spatial unrolling factors ``(s_g, s_k, s_c, s_r, s_p, s_q)`` for one dataflow; arrays [A, L]."""
-    one = np.ones(np.broadcast_shapes(pe_x.shape, G.shape), dtype=np.int64)
-    if df == 0:  # ws: rows <- C', cols <- K', groups block-diagonal
-        s_c = np.minimum(Cg, pe_y)
-        s_k = np.minimum(Kg, pe_x)
-        s_g = np.minimum(G, np.minimum(pe_y // s_c, pe_x // s_k))
-        return s_g, s_k, s_c, one, one, one
-    if df == 1:  # os: rows <- P, cols <- Q, left-over blocks <- output channels
-        s_p = np.minimum(P, pe_y)
-        s_q = np.minimum(Q, pe_x)
-        slots = (pe_y // s_p) * (pe_x // s_q)
-        s_k = np.minimum(Kg, slots)
-        s_g = np.minimum(G, slots // s_k)
-        return s_g, s_k, one, one, s_p, s_q
-    # rs: rows <- R then C', cols <- P, left-over PE sets <- output channels
-    s_r = np.minimum(R, pe_y)
-    s_c = np.minimum(Cg, pe_y // s_r)
-    s_p = np.minimum(P, pe_x)
-    slots = (pe_x // s_p) * (pe_y // (s_r * s_c))
-    s_k = np.minimum(Kg, slots)
-    s_g = np.minimum(G, slots // s_k)
-    return s_g, s_k, s_c, s_r, s_p, one
-
-
-def _array_level(df: int, L: Dict[str, np.ndarray], sp, rf_words, d: Dict[str, np.ndarray]):
-    """GLB-side reads/writes, NoC deliveries and inter-PE transfers per operand.
-
-    Shapes: ``L`` entries are ``[1, L, 1]``; ``sp`` and ``rf_words`` are ``[A, L, 1]``;
-    ``d`` (the DRAM-level candidates) entries are ``[A, L, E]``.
-    """
-    N, G, Kg, Cg, R, S, P, Q, st = (L[k] for k in ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st"))
-    s_g, s_k, s_c, s_r, s_p, s_q = sp
-    macs, W, O = L["macs"], L["W"], L["O"]
-    Wd = (Q - 1) * st + S
-    n_p, t_p, n_c = d["n_p"], d["t_p"], d["n_c"]
-    info: Dict[str, Any] = {}
-    if df == 0:  # ws
-        rs_w = np.clip(rf_words - 2, 1, R * S)
-        n_rs = _cdiv(R * S, rs_w)
-        w_glb = W * n_p
-        i_glb = N * G * Cg * P * Q * R * S * _cdiv(Kg, s_k) * np.ones_like(n_p)
-        o_glb = O * (2 * _cdiv(Cg, s_c) * n_rs - 1) * np.ones_like(n_p)
-        deliver = w_glb + i_glb * s_k + o_glb
-        inter_pe = (macs * n_rs // (R * S)) * np.ones_like(n_p)
-        info = dict(rf_alloc={"filter taps per PE": rs_w}, rf_splits=n_rs)
-    elif df == 1:  # os
-        o_rf = np.clip(rf_words - 2, 1, _cdiv(Kg, s_k))
-        folds = n_p * _cdiv(t_p, s_p) * _cdiv(Q, s_q)
-        w_glb = W * folds
-        win = ((s_p - 1) * st + R) * ((s_q - 1) * st + S)
-        m_chunks = _cdiv(Kg, s_k * o_rf)
-        i_glb = G * Cg * win * folds * m_chunks
-        o_glb = O * (2 * n_c - 1)
-        deliver = w_glb * s_p * s_q + i_glb * s_k + o_glb
-        inter_pe = np.maximum(0, macs // o_rf - i_glb * s_k)
-        info = dict(rf_alloc={"output partial sums per PE": o_rf}, rf_splits=np.ones_like(o_rf))
-    else:  # rs
-        # An Eyeriss PE holds f filters x q channels of filter rows (f q S words), q input
-        # rows' sliding windows (q S) and f partial sums (Eyeriss: 224 + 12 + 24 words).  f
-        # reuses each input f times, q accumulates q channels before a partial sum leaves the
-        # PE.  The split is searched over q in {1, 2, 4, 8, 16} per pair.
-        full = rf_words >= 2 * S + 1
-        s_chunk = np.where(full, S, np.maximum(1, (rf_words - 1) // 2))
-        n_s = _cdiv(S, s_chunk)
-        c_folds = _cdiv(Cg, s_c)
-        best = None
-        for q in (1, 2, 4, 8, 16):
-            f = (rf_words - q * S) // (q * S + 1)
-            ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
-            f = np.where(ok, np.clip(f, 1, _cdiv(Kg, s_k)), 1)
-            qq = np.where(ok, q, 1)
-            # GLB words this split costs: input rows per m-chunk + partial sums per channel pass
-            proxy = (G * Cg * Wd * ((s_p - 1) * st + R) * N * _cdiv(P, s_p) * _cdiv(Kg, s_k * f)
-                     + O * 2 * _cdiv(c_folds, qq))
-            if best is None:
-                best = (proxy, f, qq)
-            else:
-                better = ok & (proxy < best[0])
-                best = tuple(np.where(better, new_, old_) for new_, old_ in zip((proxy, f, qq), best))
-        _, f_rf, q_rf = best
-        folds = n_p * _cdiv(t_p, s_p)
-        w_glb = W * folds
-        m_chunks = _cdiv(Kg, s_k * f_rf)
-        i_glb = G * Cg * Wd * ((s_p - 1) * st + R) * folds * m_chunks
-        o_glb = O * (2 * _cdiv(c_folds, q_rf) * n_s - 1) * np.ones_like(n_p)
-        deliver = w_glb * s_p + i_glb * s_r * s_k + o_glb
-        inter_pe = (macs * n_s // (S * q_rf)) * np.ones_like(n_p)
-        info = dict(rf_alloc={"filters per PE": f_rf, "channels per PE": q_rf}, rf_splits=n_s)
-    return w_glb, i_glb, o_glb, deliver, inter_pe, info
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,18 +345,25 @@ class AnalyticalModel:
         out["memory_bound"] = np.zeros((A, Lu), dtype=bool)
         details: Dict[str, Any] = {}
         t = self.tech
-        for df in range(len(DATAFLOWS)):
-            ai = np.nonzero(a["df"] == df)[0]
-            if ai.size == 0:
-                continue
+        for code, df_name in enumerate(a["dataflows"]):
+            df = get_dataflow(df_name)
+            ai = np.nonzero(a["df"] == code)[0]
             col = lambda k: a[k][ai][:, None, None]
-            d = {k: v[glb_idx[ai]] for k, v in dram.items()}  # [A', L, E]
-            sp = _spatial(df, col("pe_x"), col("pe_y"), Ld["G"], Ld["Kg"], Ld["Cg"], Ld["R"], Ld["P"], Ld["Q"])
+            gi = glb_idx[ai]
+            if (gi == gi[0]).all():  # one GLB size (e.g. the default space): a view that broadcasts
+                d = {k: v[gi[0]][None] for k, v in dram.items()}  # [1, L, E]
+            else:
+                d = {k: v[gi] for k, v in dram.items()}  # [A', L, E]
+            sp = _unrolling(df, df.spatial(col("pe_x"), col("pe_y"), Ld), col("pe_x") * col("pe_y"))
             s_g, s_k, s_c, s_r, s_p, s_q = sp
             used = s_g * s_k * s_c * s_r * s_p * s_q
             compute = (Ld["N"] * _cdiv(Ld["G"], s_g) * _cdiv(Ld["Kg"], s_k) * _cdiv(Ld["Cg"], s_c)
                        * _cdiv(Ld["R"], s_r) * Ld["S"] * _cdiv(Ld["P"], s_p) * _cdiv(Ld["Q"], s_q))
-            w_glb, i_glb, o_glb, deliver, inter_pe, info = _array_level(df, Ld, sp, col("rf_words"), d)
+            al = df.array_level(Ld, sp, col("rf_words"), d)
+            if not isinstance(al, ArrayLevel):
+                raise ConfigError(f"dataflow {df.name!r}: array_level must return an ArrayLevel, "
+                                  f"got {type(al).__name__}")
+            w_glb, i_glb, o_glb, deliver, inter_pe = al.w_glb, al.i_glb, al.o_glb, al.deliver, al.inter_pe
             dram_words = (d["w_d"] + d["i_d"] + d["o_d"]).astype(np.float64)
             glb_words = (w_glb + i_glb + o_glb).astype(np.float64)
             wb, bits = col("word_bits") / 8.0, col("word_bits")
@@ -476,12 +398,14 @@ class AnalyticalModel:
                             o_glb=o_glb, noc_deliveries=deliver, inter_pe=inter_pe, e_mac=e_mac, e_rf=e_rf,
                             e_noc=e_noc, e_glb=e_glb, e_dram=e_dram, e_static=e_static, n_m=d["n_m"], n_c=d["n_c"], n_p=d["n_p"],
                             t_m=d["t_m"], t_c=d["t_c"], t_p=d["t_p"], order=d["order"],
-                            rf_splits=info["rf_splits"], used_pes=used)
-                keys.update({"rf:" + k: v for k, v in info["rf_alloc"].items()})
+                            rf_splits=al.rf_splits, used_pes=used)
+                keys.update({"rf:" + k: v for k, v in al.rf_alloc.items()})
                 for k, v in keys.items():
-                    details.setdefault(k, {})[df] = (ai, pick(v))
-                details.setdefault("spatial", {})[df] = (ai, [np.broadcast_to(s, (ai.size, Lu, 1))[..., 0] for s in sp])
-                details.setdefault("rf_names", {})[df] = list(info["rf_alloc"])
+                    details.setdefault(k, {})[df.name] = (ai, pick(v))
+                details.setdefault("spatial", {})[df.name] = (
+                    ai, [np.broadcast_to(s, (ai.size, Lu, 1))[..., 0] for s in sp])
+                details.setdefault("rf_names", {})[df.name] = list(al.rf_alloc)
+        _check_physical(out, lm, a)
         if detail:
             out["details"] = details
         return out
@@ -492,7 +416,7 @@ class AnalyticalModel:
         lm, _ = _layer_matrix([layer])
         a = _acc_arrays([acc])
         res = self._price(lm, a, detail=True)
-        df = DATAFLOWS.index(acc.dataflow)
+        df = get_dataflow(acc.dataflow).name
         dt = res["details"]
         g = lambda k: np.asarray(dt[k][df][1]).reshape(-1)[0].item()
         s_g, s_k, s_c, s_r, s_p, s_q = (int(np.asarray(s).reshape(-1)[0]) for s in dt["spatial"][df][1])
@@ -523,6 +447,47 @@ class AnalyticalModel:
             bound=_bound_name(g("compute_cycles"), g("dram_cycles"), g("glb_cycles")),
             word_bytes=wb,
         )
+
+
+def _unrolling(df: Dataflow, sp: Any, pes: np.ndarray) -> Unrolling:
+    """Check a dataflow's spatial unrolling: six integer factors >= 1 on at most ``pes`` PEs.
+
+    Args:
+        df: the dataflow that computed ``sp``.
+        sp: what ``df.spatial`` returned.
+        pes: ``[A', 1, 1]`` PEs of each accelerator.
+    """
+    if not isinstance(sp, tuple) or len(sp) != len(Unrolling._fields):
+        raise ConfigError(f"dataflow {df.name!r}: spatial must return an Unrolling of {len(Unrolling._fields)} "
+                          f"factors {list(Unrolling._fields)}, got {type(sp).__name__}")
+    sp = Unrolling(*(np.asarray(s) for s in sp))
+    for f, s in zip(Unrolling._fields, sp):
+        if s.dtype.kind not in "iu" or not (s >= 1).all():
+            raise ConfigError(f"dataflow {df.name!r}: spatial unrolling factor {f} must be integers >= 1")
+    used = sp.g * sp.k * sp.c * sp.r * sp.p * sp.q
+    if not (used <= pes).all():
+        raise ConfigError(f"dataflow {df.name!r}: the spatial unrolling uses more PEs than the array has")
+    return sp
+
+
+def _check_physical(out: Dict[str, np.ndarray], lm: np.ndarray, a: Dict[str, Any]) -> None:
+    """Refuse non-physical results: latency and energy must be finite and > 0, utilisation in (0, 1].
+
+    For valid inputs this never fires (see the bounds in :mod:`accelerators.workload`); it
+    guards against a user dataflow's functions, or a bug, producing nonsense that would rank
+    as the best design.
+    """
+    lat, en, util = out["latency_s"], out["energy_j"], out["utilization"]
+    ok = np.isfinite(lat) & (lat > 0) & np.isfinite(en) & (en > 0) & (util > 0) & (util <= 1.0)
+    if ok.all():
+        return
+    i, l = np.argwhere(~ok)[0]
+    name = a["dataflows"][a["df"][i]]
+    raise ConfigError(
+        f"analytical model: non-physical result for layer shape {lm[l].tolist()} (N, G, K/G, C/G, R, S, P, Q, "
+        f"stride) on a {name!r} accelerator ({a['pe_x'][i]}x{a['pe_y'][i]} PEs): latency {float(lat[i, l])!r} s, "
+        f"energy {float(en[i, l])!r} J, utilisation {float(util[i, l])!r}; expected finite latency and energy > 0 and "
+        f"utilisation in (0, 1] -- dataflow {name!r}'s functions or the cost model are wrong")
 
 
 def _bound_name(compute: float, dram: float, glb: float) -> str:

@@ -3,72 +3,156 @@
 The template is the spatial-array accelerator of Eyeriss (Chen et al., JSSC 2017) and of
 DANCE's Timeloop setup: DRAM -> global buffer (GLB) -> NoC -> a ``pe_y x pe_x`` array of
 PEs, each a MAC with a private register file (RF).  The dataflow decides which loop
-dimensions are unrolled on the array and which operand stays in the RF.
+dimensions are unrolled on the array and which operand stays in the RF; it is one of the
+registered :class:`~accelerators.dataflows.Dataflow` records (``list_dataflows()``).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Iterator, Mapping, NamedTuple
+
+import numpy as np
 
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 from coexplore.common import Registry
+from .dataflows import DATAFLOWS, get_dataflow, list_dataflows
 
-DATAFLOWS = ("ws", "os", "rs")
-DATAFLOW_NAMES = {"ws": "weight-stationary", "os": "output-stationary", "rs": "row-stationary"}
 WORD_BITS = (4, 8, 16, 32)
 
-#: Smallest RF, in words, that still holds one weight, one input and one partial sum,
-#: which every dataflow needs to issue a MAC from the PE's own storage.
-MIN_RF_WORDS = {"ws": 3, "os": 3, "rs": 3}
 
-_INT_FIELDS = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "word_bits")
-_FLOAT_FIELDS = ("clock_hz", "dram_bw", "glb_bw")
+class _DataflowView(Mapping):
+    """A read-only ``{dataflow name: attribute}`` view of the dataflow registry, always current."""
+
+    def __init__(self, attr: str) -> None:
+        self._attr = attr
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(get_dataflow(name), self._attr)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list_dataflows())
+
+    def __len__(self) -> int:
+        return len(DATAFLOWS)
+
+
+#: ``{name: long name}`` of every registered dataflow (kept for callers of the former table;
+#: prefer ``get_dataflow(name).long_name``).
+DATAFLOW_NAMES: Mapping[str, str] = _DataflowView("long_name")
+#: ``{name: smallest RF in words}`` of every registered dataflow (prefer
+#: ``get_dataflow(name).min_rf_words``).
+MIN_RF_WORDS: Mapping[str, int] = _DataflowView("min_rf_words")
+
+
+class FieldRange(NamedTuple):
+    """The accepted values of one numeric accelerator field."""
+
+    lo: float  # smallest value
+    hi: float  # largest value
+    integer: bool  # True: an integer field
+    text: str  # the range as error messages show it, with its unit
+
+
+#: Accepted range of every numeric field.  The bounds are generous physical limits, and they
+#: keep the cost model's int64 arithmetic safe (see :mod:`accelerators.workload`): at most
+#: 4096 x 4096 PEs, 1 MiB of RF per PE and 16 GiB of GLB.
+FIELD_RANGES: Dict[str, FieldRange] = {
+    "pe_x": FieldRange(1, 4096, True, "1..4096 (PEs per array axis)"),
+    "pe_y": FieldRange(1, 4096, True, "1..4096 (PEs per array axis)"),
+    "rf_bytes": FieldRange(1, 2 ** 20, True, "1..1048576 (bytes per PE, up to 1 MiB)"),
+    "glb_bytes": FieldRange(1, 2 ** 34, True, "1..17179869184 (bytes, up to 16 GiB)"),
+    "clock_hz": FieldRange(1e3, 1e11, False, "1e3..1e11 (Hz, 1 kHz to 100 GHz)"),
+    "dram_bw": FieldRange(1e-3, 1e9, False, "1e-3..1e9 (bytes per cycle)"),
+    "glb_bw": FieldRange(1e-3, 1e9, False, "1e-3..1e9 (bytes per cycle)"),
+}
+#: The fields of an accelerator other than its name, in the order of the record.
+FIELDS = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")
+
+
+def check_field(name: str, value: Any, where: str = "accelerator") -> Any:
+    """Validate one accelerator field on its own and return it normalised (int, float or lower-case name).
+
+    Cross-field rules (the RF the dataflow needs, the GLB the array needs) are checked by
+    :class:`Accelerator`.
+
+    Raises:
+        ConfigError: one line naming the field and its allowed values; NaN, infinities,
+            booleans, strings for numbers and containers are refused.
+    """
+    if name == "dataflow":
+        if not isinstance(value, str) or value.lower() not in DATAFLOWS:
+            raise ConfigError(f"{where}: field dataflow is {value!r}; allowed values: {list_dataflows()}")
+        return value.lower()
+    if name == "word_bits":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or (not isinstance(value, numbers.Integral) and not float(value).is_integer()) \
+                or int(value) not in WORD_BITS:
+            raise ConfigError(f"{where}: field word_bits is {value!r}; allowed values: {list(WORD_BITS)}")
+        return int(value)
+    if name == "name":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: field name must be a string, got {value!r}")
+        return value
+    if name not in FIELD_RANGES:
+        raise ConfigError(f"{where}: unknown field {name!r}; fields: {list(FIELDS)}")
+    rng = FIELD_RANGES[name]
+    kind = "a positive integer" if rng.integer else "a positive number"
+    bad = ConfigError(f"{where}: field {name} must be {kind} in {rng.text}, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise bad
+    if isinstance(value, numbers.Integral):
+        x: Any = int(value)  # compared exactly: a huge int never goes through float()
+    else:
+        x = float(value)
+        if not math.isfinite(x) or (rng.integer and not x.is_integer()):
+            raise bad
+        if rng.integer:
+            x = int(x)
+    if not rng.lo <= x <= rng.hi:
+        raise bad
+    return x if rng.integer else float(x)
 
 
 @dataclass(frozen=True)
 class Accelerator:
-    """A spatial-array accelerator.  Immutable and validated on construction."""
+    """A spatial-array accelerator.  Immutable and validated on construction.
 
-    pe_x: int  # PE array columns
-    pe_y: int  # PE array rows
-    rf_bytes: int  # register file per PE, bytes
-    glb_bytes: int  # global (shared on-chip) buffer, bytes
-    dataflow: str  # "ws", "os" or "rs"
-    clock_hz: float = 200e6  # clock frequency, Hz
-    dram_bw: float = 16.0  # DRAM <-> GLB bandwidth, bytes per cycle
-    glb_bw: float = 64.0  # GLB <-> PE-array (NoC) bandwidth, bytes per cycle
-    word_bits: int = 16  # data word width, bits (weights, activations, partial sums)
+    Every numeric field is bounded (:data:`FIELD_RANGES`); NaN, infinities and booleans are
+    refused.  ``rf_bytes`` must also hold the dataflow's ``min_rf_words`` words, and
+    ``glb_bytes`` one word of each operand per PE.
+    """
+
+    pe_x: int  # PE array columns, 1..4096
+    pe_y: int  # PE array rows, 1..4096
+    rf_bytes: int  # register file per PE, bytes, 1..2^20 (and at least the dataflow's min_rf_words)
+    glb_bytes: int  # global (shared on-chip) buffer, bytes, 1..2^34 (and at least 3 words per PE)
+    dataflow: str  # a registered dataflow (list_dataflows()): "ws", "os", "rs", ...
+    clock_hz: float = 200e6  # clock frequency, Hz, 1e3..1e11
+    dram_bw: float = 16.0  # DRAM <-> GLB bandwidth, bytes per cycle, 1e-3..1e9
+    glb_bw: float = 64.0  # GLB <-> PE-array (NoC) bandwidth, bytes per cycle, 1e-3..1e9
+    word_bits: int = 16  # data word width, bits (weights, activations, partial sums): 4, 8, 16 or 32
     name: str = field(default="", compare=False)  # label only; not part of identity
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ConfigError(f"accelerator: field name must be a string, got {self.name!r}")
         where = f"accelerator {self.name!r}" if self.name else "accelerator"
-        for f in _INT_FIELDS:
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-                raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}")
-            object.__setattr__(self, f, int(v))
-            if int(v) < 1:
-                raise ConfigError(f"{where}: field {f} must be a positive integer, got {v}")
-        for f in _FLOAT_FIELDS:
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ConfigError(f"{where}: field {f} must be a positive number, got {v!r}")
-            object.__setattr__(self, f, float(v))
-        if self.dataflow not in DATAFLOWS:
-            raise ConfigError(f"{where}: field dataflow is {self.dataflow!r}; allowed values: {list(DATAFLOWS)}")
-        if self.word_bits not in WORD_BITS:
-            raise ConfigError(f"{where}: field word_bits is {self.word_bits}; allowed values: {list(WORD_BITS)}")
-        need = MIN_RF_WORDS[self.dataflow] * self.word_bytes
+        for f in FIELDS:
+            object.__setattr__(self, f, check_field(f, getattr(self, f), where))
+        df = get_dataflow(self.dataflow)
+        need = df.min_rf_words * self.word_bytes
         if self.rf_bytes < need:
             raise ConfigError(
                 f"{where}: field rf_bytes={self.rf_bytes} is too small for the {self.dataflow} dataflow: a PE must "
-                f"hold at least {MIN_RF_WORDS[self.dataflow]} words (one weight, one input, one partial sum) "
-                f"= {need} bytes at {self.word_bits}-bit words")
+                f"hold at least {df.min_rf_words} words (one weight, one input, one partial sum) "
+                f"= {need:g} bytes at {self.word_bits}-bit words")
         if self.glb_bytes < 3 * self.word_bytes * self.num_pes:
             raise ConfigError(
                 f"{where}: field glb_bytes={self.glb_bytes} cannot hold one word of each operand per PE "
-                f"(needs at least {3 * self.word_bytes * self.num_pes} bytes)")
+                f"(needs at least {3 * self.word_bytes * self.num_pes:g} bytes)")
 
     @property
     def num_pes(self) -> int:
@@ -90,8 +174,13 @@ class Accelerator:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
+    def array_text(self) -> str:
+        """The PE array, always as rows x columns: ``pe_y`` rows of ``pe_x`` PEs each."""
+        return f"{self.pe_y}x{self.pe_x} PEs (rows x columns)"
+
     def short(self) -> str:
-        return (f"{self.pe_x}x{self.pe_y} {self.dataflow.upper()} RF{self.rf_bytes}B "
+        """A one-line label; the array is written rows x columns (``pe_y x pe_x``)."""
+        return (f"{self.pe_y}x{self.pe_x} {self.dataflow.upper()} RF{self.rf_bytes}B "
                 f"GLB{self.glb_bytes // 1024}KB {self.word_bits}b")
 
     def to_dict(self) -> Dict[str, Any]:
@@ -102,12 +191,12 @@ class Accelerator:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], where: str = "accelerator") -> "Accelerator":
-        allowed = set(_INT_FIELDS) | set(_FLOAT_FIELDS) | {"dataflow", "name"}
+        allowed = set(FIELDS) | {"name"}
         check_keys(d, allowed, where, required=("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow"))
-        d = dict(d)
-        if isinstance(d.get("dataflow"), str):
-            d["dataflow"] = d["dataflow"].lower()
-        return Accelerator(**d)
+        try:
+            return Accelerator(**d)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}" if where != "accelerator" else str(exc)) from None
 
 
 def save_accelerator(path: PathLike, acc: Accelerator) -> None:

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 from coexplore.common import ConfigError
 from coexplore.common import Registry
-from .workload import LAYER_KINDS, Layer, conv, depthwise, linear, load_workload
+from .workload import LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload
 
 WorkloadFn = Callable[..., List[Layer]]
 
@@ -29,11 +29,6 @@ WORKLOADS: Registry[WorkloadFn] = Registry("workload")
 
 # One stage of an inverted-residual table: (expansion t, output channels c, repeats n, stride s).
 StageSpec = Tuple[int, int, int, int]
-
-
-def _out(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output size of a convolution or pooling window along one axis (no dilation, floor mode)."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 # ---- AlexNet ---------------------------------------------------------------------------
@@ -105,7 +100,7 @@ def vgg16(batch: int = 1) -> List[Layer]:
     c_in, hw = 3, 224
     for spec, module_index in _vgg_indices():
         if spec == "M":
-            hw = _out(hw, 2, 2, 0)
+            hw = conv_output_size(hw, 2, 2, 0)
             continue
         layers.append(conv(c_in, int(spec), 3, hw, N=batch, name=f"features.{module_index}"))
         c_in = int(spec)
@@ -137,14 +132,14 @@ def _resnet(batch: int, bottleneck: bool, blocks: Sequence[int], num_classes: in
     Within a block the shortcut's 1x1 ``downsample.0`` convolution is listed after the
     main path, because that is the order in which torchvision's ``forward`` runs it.
     """
-    layers = [conv(3, 64, 7, _out(resolution, 7, 2, 3), stride=2, N=batch, name="conv1")]
-    hw = _out(_out(resolution, 7, 2, 3), 3, 2, 1)  # conv1, then the 3x3/2 max pool
+    layers = [conv(3, 64, 7, conv_output_size(resolution, 7, 2, 3), stride=2, N=batch, name="conv1")]
+    hw = conv_output_size(conv_output_size(resolution, 7, 2, 3), 3, 2, 1)  # conv1, then the 3x3/2 max pool
     expansion = 4 if bottleneck else 1
     c_in = 64
     for stage, (width, n_blocks) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
         for b in range(n_blocks):
             stride = 2 if (stage > 1 and b == 0) else 1
-            out_hw = _out(hw, 3, stride, 1)
+            out_hw = conv_output_size(hw, 3, stride, 1)
             c_out = width * expansion
             p = f"layer{stage}.{b}"
             if bottleneck:
@@ -224,14 +219,14 @@ def _mobilenetv2(batch: int, resolution: int, stem_stride: int, stages: Sequence
     expansion, absent when t = 1), the depthwise 3x3 and the 1x1 linear projection;
     ``features.18.0`` is the 1x1 head to 1280 channels and ``classifier.1`` the classifier.
     """
-    hw = _out(resolution, 3, stem_stride, 1)
+    hw = conv_output_size(resolution, 3, stem_stride, 1)
     layers = [conv(3, 32, 3, hw, stride=stem_stride, N=batch, name="features.0.0")]
     c_in, index = 32, 1
     for t, c, n, s in stages:
         for i in range(n):
             stride = s if i == 0 else 1
             hidden = c_in * t
-            out_hw = _out(hw, 3, stride, 1)
+            out_hw = conv_output_size(hw, 3, stride, 1)
             p, j = f"features.{index}.conv", 0
             if t != 1:
                 layers.append(conv(c_in, hidden, 1, hw, N=batch, name=f"{p}.0.0"))

@@ -12,24 +12,41 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import numbers
 from dataclasses import fields
 from functools import cached_property
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .hardware import DATAFLOWS, Accelerator
+from .hardware import FIELDS, Accelerator, check_field
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 from coexplore.common import Registry
 
 _ACC_FIELDS = tuple(f.name for f in fields(Accelerator) if f.name != "name")
-SEARCHABLE = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")
+SEARCHABLE = FIELDS
+
+#: The dataflows of the built-in spaces.  Spelled out, not read from the registry, so that a
+#: user-registered dataflow does not change the built-in spaces (their size, encoding and
+#: fingerprint, on which evaluators and caches key).
+BUILTIN_DATAFLOWS = ("ws", "os", "rs")
 
 #: PE-array sizes (per axis) of DANCE's space.
 DANCE_PE = [6, 8, 10, 12, 14, 16, 20, 24, 32]
 
 #: Fixed values of the default DANCE-style space (Eyeriss' 108 KB buffer and 16-bit words).
 DEFAULT_BASE = dict(glb_bytes=108 * 1024, clock_hz=200e6, dram_bw=16.0, glb_bw=64.0, word_bits=16)
+
+
+def _value(field: str, v: Any, where: str) -> Any:
+    """A validated candidate or fixed value, kept as written (an int stays an int, so fingerprints
+    do not change); names are lower-cased and numpy scalars become Python numbers."""
+    if isinstance(v, (list, tuple, set, frozenset, Mapping)) or v is None:
+        raise ConfigError(f"{where}: {v!r} is not a single value; each value is one number or name")
+    check_field(field, v, where)
+    if isinstance(v, str):
+        return v.lower()
+    return v.item() if isinstance(v, np.generic) else v
 
 
 class HardwareSpace:
@@ -45,7 +62,12 @@ class HardwareSpace:
 
     def __init__(self, choices: Mapping[str, Sequence[Any]], fixed: Optional[Mapping[str, Any]] = None,
                  name: str = "custom") -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"hardware space: name must be a non-empty string, got {name!r}")
         self.name = name
+        if not isinstance(choices, Mapping):
+            raise ConfigError(f"hardware space: 'choices' must be a mapping of parameter -> list of values, "
+                              f"got {type(choices).__name__}")
         if not choices:
             raise ConfigError("hardware space: 'choices' must name at least one parameter")
         ch: Dict[str, Tuple[Any, ...]] = {}
@@ -53,19 +75,19 @@ class HardwareSpace:
             if k not in SEARCHABLE:
                 raise ConfigError(f"hardware space: unknown parameter {k!r}; searchable parameters: {list(SEARCHABLE)}")
             if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence) or len(vals) == 0:
-                raise ConfigError(f"hardware space: choices for {k!r} must be a non-empty list")
-            vals = tuple(v.lower() if isinstance(v, str) else v for v in vals)
+                raise ConfigError(f"hardware space: choices for {k!r} must be a non-empty list, got {vals!r}")
+            vals = tuple(_value(k, v, f"hardware space: choices for {k!r}") for v in vals)
             if len(set(vals)) != len(vals):
                 raise ConfigError(f"hardware space: choices for {k!r} repeat a value: {list(vals)}")
-            if k == "dataflow":
-                bad = [v for v in vals if v not in DATAFLOWS]
-                if bad:
-                    raise ConfigError(f"hardware space: dataflow choices {bad} unknown; allowed values: {list(DATAFLOWS)}")
             ch[k] = vals
+        if fixed is not None and not isinstance(fixed, Mapping):
+            raise ConfigError(f"hardware space: 'fixed' must be a mapping of field -> value, "
+                              f"got {type(fixed).__name__}")
         fixed = dict(DEFAULT_BASE if fixed is None else fixed)
-        unknown = set(fixed) - set(_ACC_FIELDS)
+        unknown = sorted(str(k) for k in fixed if k not in _ACC_FIELDS)
         if unknown:
-            raise ConfigError(f"hardware space: unknown fixed field(s) {sorted(unknown)}; allowed: {list(_ACC_FIELDS)}")
+            raise ConfigError(f"hardware space: unknown fixed field(s) {unknown}; allowed: {list(_ACC_FIELDS)}")
+        fixed = {k: _value(k, v, f"hardware space: fixed {k!r}") for k, v in fixed.items()}
         both = set(fixed) & set(ch)
         if both:
             raise ConfigError(f"hardware space: field(s) {sorted(both)} are both fixed and searched")
@@ -98,6 +120,8 @@ class HardwareSpace:
 
     def freeze(self, sample: Mapping[str, Any]) -> Accelerator:
         """The accelerator for a ``{label: value}`` sample."""
+        if not isinstance(sample, Mapping):
+            raise ConfigError(f"hardware sample: expected a mapping label -> value, got {type(sample).__name__}")
         missing = [k for k in self.choices if k not in sample]
         extra = [k for k in sample if k not in self.choices]
         if missing or extra:
@@ -129,6 +153,8 @@ class HardwareSpace:
             raise ConfigError(f"hardware encoding: expected {len(self.choices)} indices ({self.labels}), got {len(indices)}")
         sample = {}
         for (k, vals), i in zip(self.choices.items(), indices):
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, numbers.Integral):
+                raise ConfigError(f"hardware encoding: index {i!r} for {k} is not an integer")
             i = int(i)
             if not 0 <= i < len(vals):
                 raise ConfigError(f"hardware encoding: index {i} for {k} out of range 0..{len(vals) - 1}")
@@ -178,8 +204,10 @@ class HardwareSpace:
 
     def sample(self, n: int, rng: Union[int, np.random.Generator, None] = None) -> List[Accelerator]:
         """``n`` accelerators drawn uniformly with replacement, reproducible from ``rng``."""
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ConfigError(f"hardware space: the number of samples must be an integer >= 0, got {n!r}")
         rng = np.random.default_rng(rng)
-        idx = rng.integers(0, self.cardinalities, size=(n, len(self.cardinalities)))
+        idx = rng.integers(0, self.cardinalities, size=(int(n), len(self.cardinalities)))
         return [self.decode(row) for row in idx]
 
     # ---- I/O -----------------------------------------------------------------------------
@@ -189,8 +217,6 @@ class HardwareSpace:
     @staticmethod
     def from_dict(d: Mapping[str, Any], where: str = "hardware space") -> "HardwareSpace":
         check_keys(d, {"name", "choices", "fixed"}, where, required=("choices",))
-        if not isinstance(d["choices"], Mapping):
-            raise ConfigError(f"{where}: 'choices' must be a mapping of parameter -> list of values")
         try:
             return HardwareSpace(d["choices"], d.get("fixed"), name=d.get("name", "custom"))
         except ConfigError as exc:
@@ -225,14 +251,14 @@ def default_space() -> HardwareSpace:
 
     9 x 9 x 4 x 3 = 972 points; it holds both of DANCE's picks (16x16/16 B/WS, 12x8/32 B/RS).
     """
-    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS)},
+    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": BUILTIN_DATAFLOWS},
                          DEFAULT_BASE, name="default")
 
 
 @HARDWARE_SPACES.register("small")
 def small_space() -> HardwareSpace:
     """A 48-point space for quick demos and tests."""
-    return HardwareSpace({"pe_x": [8, 16], "pe_y": [8, 16], "rf_bytes": [16, 32, 64, 128], "dataflow": list(DATAFLOWS)},
+    return HardwareSpace({"pe_x": [8, 16], "pe_y": [8, 16], "rf_bytes": [16, 32, 64, 128], "dataflow": BUILTIN_DATAFLOWS},
                          DEFAULT_BASE, name="small")
 
 
@@ -240,7 +266,7 @@ def small_space() -> HardwareSpace:
 def extended_space() -> HardwareSpace:
     """The default space plus searched global-buffer size and DRAM bandwidth (972 x 3 x 2 points)."""
     fixed = {k: v for k, v in DEFAULT_BASE.items() if k not in ("glb_bytes", "dram_bw")}
-    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": list(DATAFLOWS),
+    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": BUILTIN_DATAFLOWS,
                           "glb_bytes": [54 * 1024, 108 * 1024, 216 * 1024], "dram_bw": [8.0, 16.0]},
                          fixed, name="extended")
 

@@ -9,10 +9,39 @@ stands for is the usual seven-dimensional convolution (Eyeriss / Timeloop notati
 
 Depthwise convolution is ``groups == C == K``; a linear layer is a 1x1 convolution on a
 1x1 map (``R = S = P = Q = 1``).
+
+Bounds, and why they make the cost model's int64 arithmetic safe
+----------------------------------------------------------------
+
+A layer is accepted when ``N, K, C, P, Q <= 2^24``, ``R, S <= 128``, ``stride <= 32``, and
+its MACs ``M`` and its padded input ``I = N C H W`` are at most ``2^40`` each (weights and
+outputs never exceed ``M``).  Together with the accelerator bounds (PEs per axis <= 4096,
+RF <= 2^20 bytes, GLB <= 2^34 bytes; :data:`accelerators.hardware.FIELD_RANGES`) every
+integer the analytical model computes stays below ``2^62`` (int64 holds ``2^63 - 1``).
+Every factor in those products is >= 1, so a partial product never exceeds the whole,
+and it suffices to bound the largest totals.  With ``st`` the stride, the DRAM-level tile
+counts are at most 2^12 (2^8 for rows), so ``n_p * t_p < 2 N P``, and every spatial factor
+of the built-in dataflows is at most the dimension it unrolls (a user dataflow's own
+arithmetic is covered only by the model's check that every result is physical):
+
+* DRAM level: weights x row tiles <= 2^8 M; outputs x (2 x channel tiles) <= 2^13 M;
+  inputs with halo <= 257 I, times at most 2^12 refetches <= 2^60.1.  (A batched 1x1 layer
+  on a 1x1 map is priced with the batch as rows, which can widen its input by the stride:
+  <= 32 I x 2^12 = 2^57.)
+* WS: inputs x K' unrolling <= 2 M; partial sums <= 2 M; inter-PE ``M x R S`` <= 2^54.
+* OS: inputs delivered ``<= 1032 M (1 + st/R)(1 + st/S) <= 1032 x 33^2 x 2^40 < 2^60.2``
+  (each fold reads a window of ``(s_p - 1) st + R`` rows; over all folds that is at most
+  ``258 N P (st + R)`` rows, and likewise ``2 Q (st + S)`` columns).
+* RS: inputs delivered to ``s_r <= R`` filter rows ``<= 516 M (st + R)(1 + st/S)
+  <= 516 x 160 x 33 x 2^40 < 2^61.4``, the largest product in the model.
+
+Values outside the bounds are refused with a :class:`ConfigError` naming the field and the
+bound, so a shape such as ``K = C = 2^32`` never reaches the model.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -20,6 +49,13 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 
 LAYER_KINDS = ("conv", "depthwise", "linear")
+
+#: Largest accepted value of each dimension (see the module docstring for why).
+MAX_DIM = {"N": 2 ** 24, "K": 2 ** 24, "C": 2 ** 24, "R": 128, "S": 128, "P": 2 ** 24, "Q": 2 ** 24,
+           "stride": 32, "groups": 2 ** 24}
+#: Largest accepted MAC count and padded input size of one layer.
+MAX_MACS = 2 ** 40
+MAX_INPUT_ELEMS = 2 ** 40
 
 
 @dataclass(frozen=True)
@@ -55,8 +91,8 @@ class Layer:
                     raise ConfigError(f"{where}: field {f} must be a positive integer, got {v!r}")
                 object.__setattr__(self, f, iv)
                 v = iv
-            if v < 1:
-                raise ConfigError(f"{where}: field {f} must be a positive integer, got {v}")
+            if not 1 <= v <= MAX_DIM[f]:
+                raise ConfigError(f"{where}: field {f} must be a positive integer in 1..{MAX_DIM[f]}, got {v}")
         if not isinstance(self.name, str):
             raise ConfigError(f"{where}: field name must be a string, got {self.name!r}")
         if self.C % self.groups or self.K % self.groups:
@@ -66,6 +102,12 @@ class Layer:
                               f"C={self.C}, K={self.K}); use kind 'conv' with groups for other grouped convs")
         if self.kind == "linear" and (self.R, self.S, self.P, self.Q, self.stride, self.groups) != (1, 1, 1, 1, 1, 1):
             raise ConfigError(f"{where}: a linear layer has R = S = P = Q = stride = groups = 1")
+        if self.macs > MAX_MACS:
+            raise ConfigError(f"{where}: macs = N K C/groups R S P Q = {self.macs} exceeds the bound of "
+                              f"{MAX_MACS} (2^40) per layer")
+        if self.input_elems > MAX_INPUT_ELEMS:
+            raise ConfigError(f"{where}: input_elems = N C H W (H = (P-1) stride + R) = {self.input_elems} exceeds "
+                              f"the bound of {MAX_INPUT_ELEMS} (2^40) per layer")
 
     # ---- derived sizes -------------------------------------------------------------
     @property
@@ -121,6 +163,39 @@ class Layer:
             return Layer(**d)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+# ---- output size -----------------------------------------------------------------------
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output size of a convolution or pooling window along one axis (PyTorch's floor mode).
+
+    ``floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1``.  A 'same'-padded
+    odd kernel (``padding = kernel // 2``) gives ``ceil(size / stride)``; an even one gives
+    one more where ``stride`` divides ``size``.
+
+    Args:
+        size: input size, pixels (>= 1).
+        kernel: window size (>= 1).
+        stride: step (>= 1).
+        padding: zeros added on each side (>= 0).
+        dilation: spacing of the window taps (>= 1).
+
+    Raises:
+        ConfigError: an argument is not an integer in its range, or the window does not fit
+            the padded input.
+    """
+    args = {"size": (size, 1), "kernel": (kernel, 1), "stride": (stride, 1), "padding": (padding, 0),
+            "dilation": (dilation, 1)}
+    for name, (v, lo) in args.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+            raise ConfigError(f"conv_output_size: {name} must be an integer >= {lo}, got {v!r}")
+    size, kernel, stride, padding, dilation = (int(args[k][0]) for k in args)
+    span = dilation * (kernel - 1) + 1
+    if size + 2 * padding < span:
+        raise ConfigError(f"conv_output_size: a kernel of {kernel} (dilation {dilation}) does not fit an input of "
+                          f"{size} with padding {padding}")
+    return (size + 2 * padding - span) // stride + 1
 
 
 # ---- constructors that read like a network definition --------------------------------

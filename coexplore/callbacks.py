@@ -65,10 +65,19 @@ class PlotWriter(Callback):
         try:
             plot_trajectories(search.run_dir)
             if "pe_x" in result.accelerator:  # not for a measured device (coexplore.lut): it has no PE array
-                plot_accelerator(Accelerator.from_dict(result.accelerator), search.space.layers(result.architecture),
-                                 search.run_dir / PLOTS_DIR / "accelerator.png", formats=("png", "svg"))
+                acc = Accelerator.from_dict(result.accelerator)
+                plot_accelerator(acc, search.space.layers(result.architecture),
+                                 search.run_dir / PLOTS_DIR / "accelerator.png", formats=("png", "svg"),
+                                 title=accelerator_title(result, acc))
         except Exception as exc:  # noqa: BLE001 - a plot must never lose a finished result
             logger.warning("could not write the run's plots: %s", exc)
+
+
+def accelerator_title(result: "Result", acc) -> str:
+    """The accelerator plot's title: which run, which design, what budget."""
+    return (f"run {result.name} ({result.method}): {acc.short()} for the found network; "
+            f"{result.epochs} epochs ({result.warmup_epochs} warm-up), accuracy "
+            f"{100 * (result.metrics.get('accuracy') or float('nan')):.1f}% ({result.accuracy_source})")
 
 
 class ProgressBar(Callback):
@@ -89,6 +98,45 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class TensorBoardLogger(Callback):
+    """TensorBoard scalars beside ``metrics.csv``: ``step/train_loss`` every step and every
+    numeric column of the epoch's row under ``epoch/`` (needs ``pip install
+    "coexplore[tensorboard]"``).  A resumed run drops events past its checkpoint."""
+
+    def __init__(self) -> None:
+        self.writer = None
+        self.step = 0
+
+    def on_start(self, search: "CoExplorer") -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            from .common import ConfigError
+            raise ConfigError('tensorboard: true needs TensorBoard: pip install "coexplore[tensorboard]"') from None
+        self.step = search.epoch * search.steps_per_epoch
+        self.writer = SummaryWriter(log_dir=str(search.run_dir / "tensorboard"), purge_step=self.step)
+
+    def on_step(self, search: "CoExplorer", step: int, info: Dict[str, float]) -> None:
+        if self.writer is not None:
+            for k, v in info.items():
+                self.writer.add_scalar(f"step/{k}", v, self.step)
+            self.step += 1
+
+    def on_epoch_end(self, search: "CoExplorer", row: Dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        import math
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "epoch":
+                self.writer.add_scalar(f"epoch/{k}", v, int(row["epoch"]) + 1)
+        self.writer.flush()
+
+    def on_end(self, search: "CoExplorer", result: "Result") -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class ProgressLogger(Callback):

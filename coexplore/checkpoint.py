@@ -42,6 +42,9 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
             :data:`CHECKPOINT_FORMAT`.
     """
     path = Path(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
+        raise ConfigError(f"{path}: not a readable checkpoint (not a torch archive: truncated or corrupted); "
+                          "delete it to start the run again")
     try:
         st = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -25,6 +25,7 @@ from .objectives import Objective
 PATH_MODES = ("gumbel", "binary", "darts")
 HW_ENCODINGS = ("expected", "argmax")
 HW_MODES = ("argmax", "gumbel")
+SURROGATES = ("evaluator", "exact")
 #: Seeds are 32-bit unsigned integers (what every RNG of the stack accepts).
 MAX_SEED = 2 ** 32 - 1
 
@@ -70,7 +71,7 @@ class RunConfig:
     """Everything a co-exploration run needs; saved as ``config.yaml`` in the run folder."""
 
     name: str = "search"  # run label (a name, not a path)
-    method: str = "hdx"  # a registered method: dance | hdx | nas-hw | random | evolution | your own
+    method: str = "dance"  # a registered method: dance | hdx (needs constraints) | nas-hw | random | evolution | yours
     seed: int = 0  # seeds data split, initialisation and sampling; 0 .. 2^32-1
     search_space: Any = "tiny-mnist"  # built-in name, YAML path, inline mapping or a SearchSpace
     hardware_space: Any = "small"  # built-in name, YAML path, inline mapping or a HardwareSpace
@@ -79,11 +80,12 @@ class RunConfig:
     objective: Objective = Objective("edap")  # network objective: edap | edp | latency | energy | area | {weighted: ...}
     lam: float = 1.0  # lambda: weight of the normalised hardware cost in the loss, >= 0
     constraints: ConstraintSet = ConstraintSet()  # e.g. ["latency <= 2ms", "area <= 4mm2"]
-    epochs: int = 8  # search epochs (after the warm-up), >= 1
     warmup_epochs: int = 2  # weights-only epochs first, >= 0
+    search_epochs: int = 8  # epochs of the search after the warm-up, >= 1 (a run has warmup + search epochs)
     steps_per_epoch: Optional[int] = None  # cap steps per epoch (null: one pass over the train split)
     path_mode: str = "gumbel"  # gumbel | binary | darts
     hw_encoding: str = "expected"  # what the hardware cost prices: expected (soft probabilities) | argmax (straight-through)
+    surrogate: str = "evaluator"  # differentiable hardware cost of dance/hdx: evaluator (DANCE's network) | exact (the cost table)
     tau0: float = 5.0  # initial Gumbel temperature, > 0
     tau_min: float = 0.5  # final Gumbel temperature (exponential schedule), in (0, tau0]
     w_lr: float = 0.05  # weight SGD learning rate (cosine), > 0
@@ -99,6 +101,7 @@ class RunConfig:
     retrain_epochs: int = 0  # train the derived network from scratch afterwards (0: skip)
     retrain_lr: float = 0.05  # learning rate of the retraining, > 0
     progress: bool = True  # progress bars (not part of a run's identity)
+    tensorboard: bool = False  # also write TensorBoard scalars to <run>/tensorboard (pip install "coexplore[tensorboard]")
     data: DataConfig = field(default_factory=DataConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     hdx: HDXConfig = field(default_factory=HDXConfig)
@@ -149,6 +152,7 @@ class RunConfig:
         resume compares."""
         d = self.to_dict()
         d.pop("progress", None)
+        d.pop("tensorboard", None)
         return d
 
     def save(self, path: Union[str, Path]) -> None:
@@ -183,7 +187,8 @@ def _int(name: str, v: Any, lo: int, hi: Optional[int] = None) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ConfigError(f"config: {name} must be an integer >= {lo}, got {v!r}")
     if v < lo or (hi is not None and v > hi):
-        raise ConfigError(f"config: {name} must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {v!r}")
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ConfigError(f"config: {name} must be an integer {rng}, got {v!r}")
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -202,11 +207,12 @@ def _validate(c: RunConfig) -> None:
     _int("seed", c.seed, 0, MAX_SEED)
     _choice("path_mode", c.path_mode, PATH_MODES)
     _choice("hw_encoding", c.hw_encoding, HW_ENCODINGS)
+    _choice("surrogate", c.surrogate, SURROGATES)
     _choice("evaluator.hw_mode", c.evaluator.hw_mode, HW_MODES)
     from accelerators import MAPPING_OBJECTIVES, list_cost_sources
     _choice("cost_model", c.cost_model, list_cost_sources())
     _choice("mapping_objective", c.mapping_objective, MAPPING_OBJECTIVES)
-    _int("epochs", c.epochs, 1)
+    _int("search_epochs", c.search_epochs, 1)
     _int("warmup_epochs", c.warmup_epochs, 0)
     _int("retrain_epochs", c.retrain_epochs, 0)
     if c.steps_per_epoch is not None:
@@ -222,7 +228,7 @@ def _validate(c: RunConfig) -> None:
     _device(c.device)
     _int("baseline_budget", c.baseline_budget, 1)
     _int("population", c.population, 2)
-    for name in ("repair", "joint_hw", "progress", "data.augment", "hdx.calibrate"):
+    for name in ("repair", "joint_hw", "progress", "tensorboard", "data.augment", "hdx.calibrate"):
         obj, attr = (c, name) if "." not in name else (getattr(c, name.split(".")[0]), name.split(".")[1])
         if not isinstance(getattr(obj, attr), bool):
             raise ConfigError(f"config: {name} must be true or false, got {getattr(obj, attr)!r}")
@@ -301,7 +307,14 @@ def _build(cls, data: Mapping[str, Any], where: str):
     unknown = sorted(str(k) for k in set(data) - names)
     if unknown:
         sect = f"{where}: " if where else ""
-        raise ConfigError(f"config: {sect}unknown field(s) {unknown}; allowed fields: {sorted(names)}")
+        hint = ""
+        if cls is RunConfig and "epochs" in unknown:
+            hint = " (epochs was renamed: a run has warmup_epochs, then search_epochs)"
+        else:
+            import difflib
+            close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"config: {sect}unknown field(s) {unknown}{hint}; allowed fields: {sorted(names)}")
     kwargs = {}
     for k, v in data.items():
         t = hints[k]
@@ -361,11 +374,11 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
     out = yaml.safe_load(yaml.safe_dump(_plain(data)))  # deep copy
     for item in overrides:
         if not isinstance(item, str) or "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. epochs=4 or hdx.growth=2")
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. search_epochs=4 or hdx.growth=2")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not p for p in key.split(".")):
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. epochs=4 or hdx.growth=2")
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. search_epochs=4 or hdx.growth=2")
         try:
             value = loads_yaml(raw, where=f"override {key}") if raw != "" else None
         except ConfigError:
@@ -452,3 +465,86 @@ def config_diff(a: RunConfig, b: RunConfig) -> Dict[str, Tuple[Any, Any]]:
 
     fa, fb = flat(a.identity()), flat(b.identity())
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+
+
+# ---------------------------------------------------------------------------------------
+# the config reference (coexplore config --defaults; docs/config.md)
+# ---------------------------------------------------------------------------------------
+
+_UNITS = {
+    "seed": "-", "lam": "-", "search_epochs": "epochs", "warmup_epochs": "epochs", "steps_per_epoch": "steps",
+    "tau0": "-", "tau_min": "-", "retrain_epochs": "epochs", "baseline_budget": "architectures",
+    "population": "designs", "data.limit": "images per split", "data.batch_size": "images",
+    "data.val_fraction": "fraction", "evaluator.num_arch": "architectures", "evaluator.pairs_per_arch": "pairs",
+    "evaluator.epochs_generator": "epochs", "evaluator.epochs_estimator": "epochs",
+    "hdx.calibrate_step": "fraction of the bound",
+}
+
+
+def _field_comments(cls) -> Dict[str, str]:
+    import inspect
+    import re
+    out: Dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"^\s{4}(\w+): .*?#\s*(.*)$", line)
+        if m:
+            last = m.group(1)
+            out[last] = m.group(2).strip()
+        elif last is not None and re.match(r"^\s{8,}#\s+\S", line):  # a continuation of the last comment
+            out[last] += " " + line.strip()[1:].strip()
+        else:
+            last = None
+    return out
+
+
+def config_reference() -> list:
+    """Every run-config key: ``key, type, default, unit, meaning`` (dotted keys for sections)."""
+    defaults = RunConfig().to_dict()
+    rows = []
+
+    def walk(cls, prefix: str, values: Mapping[str, Any]) -> None:
+        hints = get_type_hints(cls)
+        comments = _field_comments(cls)
+        for f in fields(cls):
+            key = f"{prefix}{f.name}"
+            t = hints[f.name]
+            if dataclasses.is_dataclass(t) and t is not Objective:
+                walk(t, key + ".", values[f.name])
+                continue
+            tname = {Objective: "objective", ConstraintSet: "list of constraints"}.get(t)
+            if tname is None:
+                if f.name in ("search_space", "hardware_space"):
+                    tname = "name, path, mapping or object"
+                elif get_origin(t) is Union:
+                    tname = " or ".join(getattr(a, "__name__", str(a)).replace("NoneType", "null") for a in get_args(t))
+                else:
+                    tname = getattr(t, "__name__", str(t))
+            rows.append({"key": key, "type": tname, "default": values[f.name], "unit": _UNITS.get(key, "-"),
+                         "meaning": comments.get(f.name, "")})
+
+    walk(RunConfig, "", defaults)
+    return rows
+
+
+def reference_markdown(rows: Optional[list] = None) -> str:
+    """The reference as the markdown of ``docs/config.md``."""
+    rows = config_reference() if rows is None else rows
+
+    def cell(v: Any) -> str:
+        text = yaml.safe_dump(v, default_flow_style=True, width=1 << 20).strip()
+        if text.endswith("\n..."):
+            text = text[:-4].strip()
+        return "`" + text.replace("|", "\\|") + "`"
+
+    lines = ["# Run-config reference", "",
+             "Every key of a run config (`coexplore search -c CONFIG.yaml key=value ...`), with its type, default,",
+             "unit and meaning. Sections are dotted (`data.limit=500`). Generated from the typed config by",
+             "`coexplore config --defaults`; a test fails when this file and the code disagree.", "",
+             "A run has `warmup_epochs` (weights only) and then `search_epochs` (weights and architecture):",
+             "`warmup_epochs + search_epochs` epochs in all, the total shown in the progress bar and in",
+             "`result.json` (`epochs`).", "",
+             "| key | type | default | unit | meaning |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['key']}` | {r['type']} | {cell(r['default'])} | {r['unit']} | {r['meaning'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"

@@ -27,11 +27,11 @@ def demo_runs(quick: bool = False) -> List[Tuple[str, List[str]]]:
     common = ["search_space=tiny-mnist", "hardware_space=small", "objective=edap", "path_mode=darts",
               "a_lr=0.03", f"constraints=[{DEMO_CONSTRAINT}]", "progress=false"]
     if quick:
-        common += ["data.limit=256", "data.batch_size=32", "warmup_epochs=1", "epochs=2", "steps_per_epoch=4",
+        common += ["data.limit=256", "data.batch_size=32", "warmup_epochs=1", "search_epochs=2", "steps_per_epoch=4",
                    "retrain_epochs=1", "evaluator.num_arch=400", "evaluator.epochs_generator=5",
                    "evaluator.epochs_estimator=1"]
     else:
-        common += ["data.limit=1500", "warmup_epochs=2", "epochs=3", "retrain_epochs=4",
+        common += ["data.limit=1500", "warmup_epochs=2", "search_epochs=3", "retrain_epochs=4",
                    "evaluator.num_arch=3000", "evaluator.epochs_generator=30", "evaluator.epochs_estimator=6"]
     return [
         ("hdx", common + ["name=hdx", "method=hdx", "lam=0.0", "hw_encoding=argmax"]),

@@ -124,7 +124,7 @@ def run_study(out: Path, space, source, bounds: Sequence[float], epochs: int, wa
         bound_ms = 1e3 * ref_lat * frac
         cfg = RunConfig(name=f"hdx-lut-{int(round(100 * frac))}", method="hdx-lut", seed=seed, search_space=space,
                         cost_model=source.name, objective="latency", constraints=[f"latency <= {bound_ms:.4f}ms"],
-                        lam=lam, hw_encoding=hw_encoding, epochs=search_epochs, warmup_epochs=warmup_epochs,
+                        lam=lam, hw_encoding=hw_encoding, search_epochs=search_epochs, warmup_epochs=warmup_epochs,
                         retrain_epochs=epochs,
                         retrain_lr=lr, w_lr=lr, device="cpu", progress=False, data=data_cfg)
         res = run_search(cfg, out / cfg.name, resume=(out / cfg.name).is_dir(), cache_dir=cache_dir)

@@ -45,8 +45,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from accelerators import Accelerator, Layer, explain
-from accelerators.hardware import DATAFLOW_NAMES
+from accelerators import Accelerator, Dataflow, Layer, explain, get_dataflow
 from .common import ConfigError, PathLike, atomic_write_text, write_yaml
 from accelerators.technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
 
@@ -74,6 +73,17 @@ def _check(acc: Accelerator, layers: Sequence[Layer]) -> None:
     for i, l in enumerate(layers):
         if not isinstance(l, Layer):
             raise ConfigError(f"export: layers[{i}] is a {type(l).__name__}, not a Layer")
+
+
+def _hints(dataflow: str, tool: str) -> Any:
+    """The dataflow's export hints for ``tool`` (``"timeloop"`` or ``"zigzag"``); a dataflow without them is refused."""
+    df: Dataflow = get_dataflow(dataflow)
+    hints = getattr(df, tool)
+    if hints is None:
+        cls = {"timeloop": "TimeloopHints", "zigzag": "ZigZagHints"}[tool]
+        raise ConfigError(f"export: dataflow {df.name!r} has no {tool} export hints (its Dataflow.{tool} is None); "
+                          f"register it with a {cls} to export it")
+    return hints
 
 
 def _layer_names(layers: Sequence[Layer]) -> List[str]:
@@ -127,7 +137,7 @@ def _energy_table(acc: Accelerator, tech: Technology) -> str:
 
 
 def _acc_summary(acc: Accelerator) -> str:
-    return (f"{acc.name or 'accelerator'}: {acc.pe_y} x {acc.pe_x} PEs ({DATAFLOW_NAMES[acc.dataflow]}), "
+    return (f"{acc.name or 'accelerator'}: {acc.pe_y} x {acc.pe_x} PEs ({get_dataflow(acc.dataflow).long_name}), "
             f"RF {acc.rf_bytes} B per PE, GLB {acc.glb_bytes} B, {acc.word_bits}-bit words, "
             f"{acc.clock_hz / 1e6:g} MHz, DRAM {acc.dram_bw:g} B/cycle, GLB<->array {acc.glb_bw:g} B/cycle")
 
@@ -216,12 +226,12 @@ def timeloop_architecture(acc: Accelerator, technology: str = "65nm") -> Dict[st
 
 
 def timeloop_constraints(acc: Accelerator) -> Dict[str, Any]:
-    """Dataflow hints as v0.3 architecture constraints.
+    """The dataflow's hints (:class:`~accelerators.dataflows.TimeloopHints`) as v0.3 architecture constraints.
 
     The spatial constraint sits on the global buffer (the fanout to the PE array); in a
     spatial permutation the first ``split`` dimensions go along X (``pe_x`` columns), the
     rest along Y (``pe_y`` rows).  Only dimensions shared by the grouped and ungrouped
-    shapes are named, so one file serves every layer.
+    shapes are named, so one file serves every layer.  The built-ins:
 
     * ws: columns <- M (output channels), rows <- C (input channels); each PE keeps the
       taps of one (c, m) filter in its register file.
@@ -229,21 +239,11 @@ def timeloop_constraints(acc: Accelerator) -> Dict[str, Any]:
       one output pixel (of one or more channels) in its register file.
     * rs: columns <- P (output rows), rows <- R (filter rows) then C, left-over <- M; each
       PE runs a 1-D convolution of one filter row over one input row (Eyeriss).
+
+    Raises:
+        ConfigError: the dataflow has no Timeloop hints.
     """
-    df = acc.dataflow
-    if df == "ws":
-        spatial = {"factors": "R=1 S=1 P=1 Q=1 N=1", "permutation": "MC", "split": 1}
-        rf = {"factors": "C=1 M=1", "permutation": "SR"}
-    elif df == "os":
-        spatial = {"factors": "R=1 S=1 C=1 N=1", "permutation": "QPM", "split": 1}
-        rf = {"factors": "P=1 Q=1 N=1", "permutation": "SRC"}
-    else:
-        spatial = {"factors": "S=1 Q=1 N=1", "permutation": "PRCM", "split": 1}
-        rf = {"factors": "R=1 P=1", "permutation": "SQ"}
-    return {"architecture_constraints": {"targets": [
-        {"target": "global_buffer", "type": "spatial", **spatial},
-        {"target": "register_file", "type": "temporal", **rf},
-    ]}}
+    return {"architecture_constraints": {"targets": _hints(acc.dataflow, "timeloop").constraints()}}
 
 
 def timeloop_mapper(objective: str = "edp") -> Dict[str, Any]:
@@ -456,21 +456,15 @@ def zigzag_workload(layers: Sequence[Layer], word_bits: int) -> List[Dict[str, A
 
 _SPATIAL_DIMS = {"groups": "G", "out_channels": "K", "in_channels": "C", "filter_rows": "FY", "out_rows": "OY",
                  "out_cols": "OX"}
-# Preferred array dimension per loop for each dataflow (D1 = pe_x columns, D2 = pe_y rows).
-_PREFERRED = {
-    "ws": [("C", "D2"), ("K", "D1"), ("G", "D2")],
-    "os": [("OY", "D2"), ("OX", "D1"), ("K", "D1"), ("G", "D1")],
-    "rs": [("FY", "D2"), ("C", "D2"), ("OY", "D1"), ("K", "D1"), ("G", "D1")],
-}
-_GENERIC = {"ws": (("K", "D1"), ("C", "D2")), "os": (("OX", "D1"), ("OY", "D2")), "rs": (("OY", "D1"), ("FY", "D2"))}
 
 
 def _place(factors: Dict[str, int], dataflow: str, pe_x: int, pe_y: int) -> Tuple[Dict[str, List[str]], bool]:
-    """Spread spatial unrolling factors over D1/D2 greedily; False if not exactly representable."""
+    """Spread spatial unrolling factors over D1/D2 greedily, in the order and on the sides the
+    dataflow's :class:`~accelerators.dataflows.ZigZagHints` prefer; False if not exactly representable."""
     cap = {"D1": pe_x, "D2": pe_y}
     placed: Dict[str, List[str]] = {"D1": [], "D2": []}
     exact = True
-    for dim, pref in _PREFERRED[dataflow]:
+    for dim, pref in _hints(dataflow, "zigzag").placement:
         f = factors.get(dim, 1)
         if f <= 1:
             continue
@@ -503,9 +497,12 @@ def zigzag_mapping(acc: Accelerator, layers: Sequence[Layer],
     Returns:
         ``(entries, n_inexact)``: the mapping list and how many layers' unrolling could not
         be expressed exactly on the two array dimensions.
+
+    Raises:
+        ConfigError: the dataflow has no ZigZag hints.
     """
     links = {"O": "O", "W": "I2", "I": "I1"}
-    (d1_dim, _), (d2_dim, _) = _GENERIC[acc.dataflow]
+    d1_dim, d2_dim = _hints(acc.dataflow, "zigzag").default
     entries: List[Dict[str, Any]] = [{"name": "default",
                                       "spatial_mapping": {"D1": [f"{d1_dim}, {acc.pe_x}"],
                                                           "D2": [f"{d2_dim}, {acc.pe_y}"]},
@@ -623,7 +620,11 @@ def _zigzag_readme(acc: Accelerator, layers: Sequence[Layer], objective: str, in
 
 def export_all(acc: Accelerator, layers: Sequence[Layer], out_dir: PathLike,
                objective: str = "edp") -> Dict[str, List[Path]]:
-    """Both exports, into ``out_dir/timeloop`` and ``out_dir/zigzag``."""
+    """Both exports, into ``out_dir/timeloop`` and ``out_dir/zigzag``; nothing is written when the
+    dataflow lacks the hints of either tool."""
+    _check(acc, layers)
+    _hints(acc.dataflow, "timeloop")
+    _hints(acc.dataflow, "zigzag")
     out = Path(out_dir)
     return {"timeloop": export_timeloop(acc, layers, out / "timeloop", objective=objective),
             "zigzag": export_zigzag(acc, layers, out / "zigzag", objective=objective)}

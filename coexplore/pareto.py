@@ -97,6 +97,10 @@ def _row(run_dir: Path, data: Mapping[str, Any]) -> Dict[str, Any]:
     row.update(metrics)
     for k, v in (data.get("accelerator") or {}).items():
         row[f"acc_{k}"] = v
+    if data.get("architecture") and data.get("accelerator"):
+        import hashlib
+        blob = json.dumps({"a": data["architecture"], "h": data["accelerator"]}, sort_keys=True)
+        row["design"] = hashlib.sha256(blob.encode()).hexdigest()[:10]  # equal for identical designs
     cons = data.get("constraints") or []
     row["constraints"] = "; ".join(str(c.get("spec", f"{c.get('metric')} {c.get('op')} {c.get('bound')}"))
                                    for c in cons)
@@ -319,10 +323,19 @@ def _bound_on_axis(metric: str, bound: float, axis: str) -> Optional[float]:
     return None
 
 
+def _bound_text(metric: str, bound: float) -> str:
+    from .common import HARDWARE_METRICS
+    m = metric_spec(metric)
+    op = HARDWARE_METRICS[metric].constraint_op if metric in HARDWARE_METRICS else "<="
+    value = bound * m.scale
+    return f"{metric} {op or '<='} {value:.4g} {m.unit}".rstrip()
+
+
 def _constraint_lines(df: pd.DataFrame, x: str, y: str,
                       constraints: Optional[Mapping[str, Union[float, Sequence[float]]]],
-                      from_runs: bool) -> Dict[str, List[float]]:
-    """Bounds to draw: ``{"x": [...], "y": [...]}`` in raw units."""
+                      from_runs: bool) -> Dict[str, List[Tuple[float, str]]]:
+    """Bounds to draw: ``{"x": [(value, label)], "y": [...]}``, values in raw units, labels
+    the constraint's text."""
     pairs: List[Tuple[str, float]] = []
     for metric, bounds in (constraints or {}).items():
         metric_spec(metric)
@@ -335,12 +348,12 @@ def _constraint_lines(df: pd.DataFrame, x: str, y: str,
                 if metric in METRICS:
                     for b in pd.to_numeric(df[col], errors="coerce").dropna().unique():
                         pairs.append((metric, float(b)))
-    lines: Dict[str, List[float]] = {"x": [], "y": []}
+    lines: Dict[str, List[Tuple[float, str]]] = {"x": [], "y": []}
     for metric, b in pairs:
         for ax_key, axis in (("x", x), ("y", y)):
             v = _bound_on_axis(metric, b, axis)
-            if v is not None and not any(math.isclose(v, u, rel_tol=1e-9) for u in lines[ax_key]):
-                lines[ax_key].append(v)
+            if v is not None and not any(math.isclose(v, u, rel_tol=1e-9) for u, _ in lines[ax_key]):
+                lines[ax_key].append((v, _bound_text(metric, b)))
     return lines
 
 
@@ -378,13 +391,24 @@ def _method_colors(methods: Sequence[str]) -> Dict[str, Any]:
     return {m: cmap(i % 10) for i, m in enumerate(methods)}
 
 
+def _run_labels(df: pd.DataFrame) -> List[str]:
+    if "name" in df.columns:
+        names = [str(n) if isinstance(n, str) and n else "" for n in df["name"]]
+    else:
+        names = [""] * len(df)
+    runs = [Path(str(r)).name for r in df["run"]] if "run" in df.columns else [""] * len(df)
+    return [n or r or f"run {i}" for i, (n, r) in enumerate(zip(names, runs))]
+
+
 def plot_pareto(df: pd.DataFrame, x: str = "latency", y: str = "error",
-                lines: Optional[Mapping[str, Sequence[float]]] = None, title: Optional[str] = None):
+                lines: Optional[Mapping[str, Sequence[Any]]] = None, title: Optional[str] = None):
     """A figure of all runs and their front.
 
-    Runs are coloured by method; a round marker means all constraints met, a cross means
-    violated, a square that the status is unknown.  The front is drawn as a step line and
-    constraint bounds (raw units, ``{"x": [...], "y": [...]}``) as dashed lines.
+    Runs are coloured by method and labelled with their run name; a round marker means all
+    constraints met, a cross violated, a square unknown; a hollow marker means the run's
+    accuracy is at chance level.  Runs that found the identical design share one label
+    that says so.  The front is a step line; constraint bounds (``{"x": [(value, label)],
+    "y": [...]}`` in raw units) are dashed lines labelled with the constraint.
 
     Returns:
         A :class:`matplotlib.figure.Figure` (not registered with pyplot).
@@ -400,39 +424,76 @@ def plot_pareto(df: pd.DataFrame, x: str = "latency", y: str = "error",
     met_col = df["all_constraints_met"].to_numpy() if "all_constraints_met" in df else np.full(len(df), None)
     met_key = np.array([None if (m is None or (isinstance(m, float) and math.isnan(m))) else bool(m)
                         for m in met_col], dtype=object)
+    chance = np.array([bool(c) is True and not (isinstance(c, float) and math.isnan(c))
+                       for c in (df["chance_level"] if "chance_level" in df else [False] * len(df))])
 
-    fig = Figure(figsize=(6.4, 4.6))
+    fig = Figure(figsize=(7.2, 5.0))
     ax = fig.add_subplot(1, 1, 1)
     for m in methods:
         for status, marker in _MARKERS.items():
-            sel = (method_col == m) & np.array([k is status for k in met_key], dtype=bool)
-            if sel.any():
-                ax.scatter(xv[sel], yv[sel], c=[colors[m]], marker=marker, s=36, alpha=0.85,
-                           edgecolors="none" if marker != "X" else None, zorder=3)
+            for hollow in (False, True):
+                sel = (method_col == m) & np.array([k is status for k in met_key], dtype=bool) & (chance == hollow)
+                if not sel.any():
+                    continue
+                if hollow:
+                    ax.scatter(xv[sel], yv[sel], facecolors="none", edgecolors=[colors[m]], marker=marker, s=44,
+                               linewidths=1.2, zorder=3)
+                else:
+                    ax.scatter(xv[sel], yv[sel], c=[colors[m]], marker=marker, s=40, alpha=0.9,
+                               edgecolors="none" if marker != "X" else None, zorder=3)
+    # one label per design: runs that found the identical design are named together
+    labels = _run_labels(df)
+    groups: Dict[Any, List[int]] = {}
+    design = df["design"].tolist() if "design" in df.columns else [None] * len(df)
+    for i in range(len(df)):
+        if not (np.isfinite(xv[i]) and np.isfinite(yv[i])):
+            continue
+        key = design[i] if isinstance(design[i], str) else ("pt", round(float(xv[i]), 12), round(float(yv[i]), 12), i)
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        i = members[0]
+        text = " = ".join(labels[j] for j in members)
+        if len(members) > 1:
+            text += " (identical design)"
+        if chance[i]:
+            text += " [chance]"
+        ax.annotate(text, (xv[i], yv[i]), xytext=(5, 4), textcoords="offset points", fontsize=7, zorder=4)
     mask = pareto_mask(_minimised(df, x), _minimised(df, y))
     if mask.any():
         fx, fy = xv[mask], yv[mask]
         o = np.lexsort((fy, fx))
         ax.step(fx[o], fy[o], where="post" if sx.minimize else "pre", color="black", lw=1.2, zorder=2,
                 label="Pareto front")
+    drawn = []
     for key, axis_vals in (lines or {}).items():
-        for v in axis_vals:
+        for item in axis_vals:
+            v, text = item if isinstance(item, tuple) else (item, "constraint")
             if key == "x":
                 ax.axvline(v * sx.scale, color="crimson", ls="--", lw=1.0, zorder=1)
+                ax.annotate(text, (v * sx.scale, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                            textcoords="offset points", color="crimson", fontsize=7, rotation=0)
             else:
                 ax.axhline(v * sy.scale, color="crimson", ls="--", lw=1.0, zorder=1)
+                ax.annotate(text, (1.0, v * sy.scale), xycoords=("axes fraction", "data"), xytext=(-3, 3),
+                            textcoords="offset points", color="crimson", fontsize=7, ha="right")
+            drawn.append(text)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
     ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], ls="", marker="o", color=colors[m], label=m) for m in methods]
     handles += [Line2D([], [], ls="", marker="o", color="gray", label="constraints met"),
                 Line2D([], [], ls="", marker="X", color="gray", label="constraints violated")]
+    if chance.any():
+        handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="gray",
+                              label="accuracy at chance level"))
     if mask.any():
         handles.append(Line2D([], [], color="black", lw=1.2, label="Pareto front"))
-    if any(lines.values() if lines else []):
-        handles.append(Line2D([], [], color="crimson", ls="--", lw=1.0, label="constraint"))
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.8)
-    ax.set_title(title or f"{sy.label} vs {sx.label} ({len(df)} runs, {int(mask.sum())} on the front)")
+    if drawn:
+        handles.append(Line2D([], [], color="crimson", ls="--", lw=1.0, label="constraint: " + "; ".join(drawn)))
+    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)
+    n = len(df)
+    ax.set_title(title or f"{sy.label} vs {sx.label} ({n} run{'s' if n != 1 else ''}, {int(mask.sum())} on the front)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 

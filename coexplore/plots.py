@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from accelerators import Accelerator, Layer, evaluate, explain
-from accelerators.hardware import DATAFLOW_NAMES
+from accelerators.dataflows import get_dataflow
 from .common import ConfigError, PathLike
 
 from .pareto import save_figure
@@ -52,18 +52,19 @@ def _series(df: pd.DataFrame, col: str) -> Optional[np.ndarray]:
 
 
 def _g_unit(name: str):
-    """Display scale and unit of a constraint's g, guessed from the constraint name."""
-    for prefix, scale, unit in (("latency", 1e3, " ms"), ("energy", 1e3, " mJ"), ("area", 1.0, " mm^2"),
-                                ("fps", 1.0, " frames/s")):
+    """Display scale, unit and sign rule of a constraint's g, from the constraint name."""
+    for prefix, scale, unit in (("latency", 1e3, "ms"), ("energy", 1e3, "mJ"), ("area", 1.0, "mm^2"),
+                                ("fps", 1.0, "fps")):
         if name.startswith(prefix):
-            return scale, unit
-    return 1.0, ""
+            rule = "g = bound - metric" if prefix == "fps" else "g = metric - bound"
+            return scale, unit, rule
+    return 1.0, "", "g"
 
 
-def _plot_pair(ax, df: pd.DataFrame, epoch: np.ndarray, cols: Sequence[str], labels: Sequence[str], scale: float,
-               ylabel: str, what: str) -> bool:
+def _plot_lines(ax, df: pd.DataFrame, epoch: np.ndarray, cols: Sequence[str], labels: Sequence[str], scale: float,
+                ylabel: str, what: str, log: bool = False) -> bool:
     drawn = False
-    for col, label, style in zip(cols, labels, ("-o", "--s", ":^")):
+    for col, label, style in zip(cols, labels, ("-o", "--s", ":^", "-.v")):
         v = _series(df, col)
         if v is not None:
             ax.plot(epoch, v * scale, style, ms=3, lw=1.2, label=label)
@@ -72,18 +73,43 @@ def _plot_pair(ax, df: pd.DataFrame, epoch: np.ndarray, cols: Sequence[str], lab
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
         ax.grid(True, alpha=0.3)
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)
     else:
         _no_data(ax, what)
     return drawn
 
 
+def _run_title(run_dir: Path, df: pd.DataFrame) -> str:
+    """What run and what budget a plot shows, from the run's config.yaml when present."""
+    from .runfolder import CONFIG_FILE
+    try:
+        from .config import load_config
+        cfg = load_config(run_dir / CONFIG_FILE)
+    except Exception:  # noqa: BLE001 - a plot of a foreign folder still gets a title
+        return f"run {run_dir.name}: {len(df)} epochs logged"
+    space = cfg.search_space if isinstance(cfg.search_space, str) else getattr(cfg.search_space, "name", "custom")
+    cons = "; ".join(cfg.constraints.to_list()) or "no constraints"
+    steps = f", {cfg.steps_per_epoch} steps/epoch" if cfg.steps_per_epoch else ""
+    limit = f", {cfg.data.limit} images/split" if cfg.data.limit else ""
+    return (f"run {cfg.name} ({cfg.method}, lambda {cfg.lam:g}, {cons}) on {space}\n"
+            f"budget: {cfg.warmup_epochs} warm-up + {cfg.search_epochs} search epochs{steps}, {cfg.data.name}{limit}; "
+            f"{len(df)} epochs logged")
+
+
 def plot_trajectories(run_dir: PathLike, out_dir: Optional[PathLike] = None) -> List[Path]:
     """Plot a run's per-epoch log into ``plots/trajectory.png`` and ``.svg``.
 
-    Panels: latency, energy and area (surrogate estimate and analytical cost of the argmax
-    architecture), validation accuracy (with the training loss terms when logged),
-    architecture entropy (with the Gumbel temperature ``tau``) and every constraint
-    ``g_<name>`` with the ``g = 0`` line.  Missing columns leave a labelled empty panel.
+    Panels (no twin axes): latency, energy and area (the surrogate's estimate next to the
+    analytical cost of the current argmax architecture), EDAP (log scale); the derived
+    network's validation accuracy (inherited weights, BatchNorm recalibrated; the
+    supernet's own when logged), the loss terms, the architecture entropy (on an axis from
+    0, with the Gumbel temperature in the legend) and every constraint's ``g`` with the
+    ``g = 0`` line (``g = metric - bound`` for ``<=``, ``g = bound - metric`` for ``>=``;
+    ``g <= 0`` is feasible).  Epoch ticks are integers.  Missing columns leave a labelled
+    empty panel.  The title says which run and what budget.
 
     Args:
         run_dir: the run folder, holding ``metrics.csv``.
@@ -96,6 +122,7 @@ def plot_trajectories(run_dir: PathLike, out_dir: Optional[PathLike] = None) -> 
         ConfigError: ``metrics.csv`` is missing or unreadable.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     run_dir = Path(run_dir)
     csv = run_dir / "metrics.csv"
@@ -108,78 +135,64 @@ def plot_trajectories(run_dir: PathLike, out_dir: Optional[PathLike] = None) -> 
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{csv}: malformed CSV: {exc}") from None
     epoch = _series(df, "epoch")
-    if epoch is None:
-        epoch = np.arange(len(df), dtype=np.float64)
+    epoch = np.arange(len(df), dtype=np.float64) + 1 if epoch is None else epoch + 1  # epochs count from 1
 
-    fig = Figure(figsize=(12, 6.5))
-    axes = fig.subplots(2, 3)
-    _plot_pair(axes[0, 0], df, epoch, ("surrogate_latency_s", "argmax_latency_s"), ("surrogate", "argmax (analytical)"),
-               1e3, "latency (ms)", "latency")
+    fig = Figure(figsize=(15, 7.2))
+    axes = fig.subplots(2, 4)
+    both = ("surrogate", "argmax (analytical)")
+    _plot_lines(axes[0, 0], df, epoch, ("surrogate_latency_s", "argmax_latency_s"), both, 1e3, "latency (ms)", "latency")
     axes[0, 0].set_title("latency")
-    _plot_pair(axes[0, 1], df, epoch, ("surrogate_energy_j", "argmax_energy_j"), ("surrogate", "argmax (analytical)"),
-               1e3, "energy (mJ)", "energy")
+    _plot_lines(axes[0, 1], df, epoch, ("surrogate_energy_j", "argmax_energy_j"), both, 1e3, "energy (mJ)", "energy")
     axes[0, 1].set_title("energy")
-    ax = axes[0, 2]
-    if _plot_pair(ax, df, epoch, ("surrogate_area_mm2", "argmax_area_mm2"), ("surrogate", "argmax (analytical)"),
-                  1.0, "area (mm^2)", "area"):
-        edap = _series(df, "argmax_edap")
-        if edap is not None:
-            twin = ax.twinx()
-            twin.plot(epoch, edap, color="gray", lw=1.0, alpha=0.7, label="argmax EDAP")
-            twin.set_ylabel("EDAP (J·s·mm^2)", fontsize=8)
-            twin.legend(fontsize=7, loc="lower right")
-    ax.set_title("area")
+    _plot_lines(axes[0, 2], df, epoch, ("surrogate_area_mm2", "argmax_area_mm2"), both, 1.0, "area (mm^2)", "area")
+    axes[0, 2].set_title("area")
+    _plot_lines(axes[0, 3], df, epoch, ("argmax_edap",), ("argmax (analytical)",), 1.0, "EDAP (J·s·mm^2)", "EDAP",
+                log=True)
+    axes[0, 3].set_title("EDAP")
 
     ax = axes[1, 0]
-    acc = _series(df, "val_acc")
-    if acc is not None:
-        ax.plot(epoch, acc * (100.0 if np.nanmax(acc) <= 1.0 else 1.0), "-o", ms=3, color="tab:green",
-                label="validation accuracy")
-        ax.set_ylabel("accuracy (%)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        losses = [(c, _series(df, c)) for c in ("loss", "ce", "cost_loss")]
-        losses = [(c, v) for c, v in losses if v is not None]
-        if losses:
-            twin = ax.twinx()
-            for c, v in losses:
-                twin.plot(epoch, v, lw=1.0, alpha=0.6, label=c)
-            twin.set_ylabel("loss", fontsize=8)
-            twin.legend(fontsize=7, loc="lower right")
+    acc_cols = [c for c in ("val_acc", "val_acc_supernet") if _series(df, c) is not None]
+    if acc_cols:
+        labels = {"val_acc": "derived network (inherited weights, BN recalibrated)",
+                  "val_acc_supernet": "supernet (the trained mixture)"}
+        _plot_lines(ax, df, epoch, acc_cols, [labels[c] for c in acc_cols], 100.0, "validation accuracy (%)",
+                    "validation accuracy")
     else:
         _no_data(ax, "validation accuracy")
     ax.set_title("accuracy")
+    _plot_lines(axes[1, 1], df, epoch, ("loss", "ce", "cost_loss", "train_loss"),
+                ("architecture loss", "architecture CE", "hardware cost (normalised)", "weight-step loss"), 1.0,
+                "loss", "loss")
+    axes[1, 1].set_title("loss terms")
 
-    ax = axes[1, 1]
+    ax = axes[1, 2]
     ent = _series(df, "entropy")
     if ent is not None:
-        ax.plot(epoch, ent, "-o", ms=3, color="tab:purple", label="entropy")
-        ax.set_ylabel("entropy (nats)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
         tau = _series(df, "tau")
-        if tau is not None:
-            twin = ax.twinx()
-            twin.plot(epoch, tau, "--", color="gray", lw=1.0, label="tau")
-            twin.set_ylabel("tau", fontsize=8)
-            twin.legend(fontsize=7, loc="lower left")
+        label = "entropy" + (f" (tau {tau[0]:.3g} -> {tau[-1]:.3g})" if tau is not None else "")
+        ax.plot(epoch, ent, "-o", ms=3, color="tab:purple", label=label)
+        ax.set_ylim(0.0, max(float(np.nanmax(ent)) * 1.1, 1e-3))
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_ylabel("mean entropy per block (nats)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
     else:
         _no_data(ax, "entropy")
     ax.set_title("architecture entropy")
 
-    ax = axes[1, 2]
+    ax = axes[1, 3]
     g = [(c[2:], v) for c, v in ((c, _series(df, c)) for c in df.columns if c.startswith("g_")) if v is not None]
     if g:
         # Constraints on different metrics have different units: with several, each g is
         # divided by its largest magnitude, which keeps the sign (what feasibility is about).
         for name, v in g:
-            scale, unit = _g_unit(name)
+            scale, unit, rule = _g_unit(name)
             if len(g) == 1:
                 ax.plot(epoch, v * scale, "-o", ms=3, lw=1.2, label=name)
-                ax.set_ylabel(f"g = metric - bound{f' ({unit})' if unit else ''}")
+                ax.set_ylabel(f"{rule}{f' ({unit})' if unit else ''}")
             else:
                 peak = float(np.nanmax(np.abs(v))) or 1.0
-                ax.plot(epoch, v / peak, "-o", ms=3, lw=1.2, label=f"{name} (max |g| {peak * scale:.3g}{unit})")
+                ax.plot(epoch, v / peak, "-o", ms=3, lw=1.2, label=f"{name}: {rule} (max |g| {peak * scale:.3g} {unit})")
                 ax.set_ylabel("g / max |g|")
         ax.axhline(0.0, color="crimson", ls="--", lw=1.0, label="g = 0 (feasible below)")
         ax.grid(True, alpha=0.3)
@@ -188,14 +201,16 @@ def plot_trajectories(run_dir: PathLike, out_dir: Optional[PathLike] = None) -> 
         _no_data(ax, "constraint")
     ax.set_title("constraints (g <= 0 is feasible)")
 
+    for a in axes.ravel():
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     for a in axes[1]:
         a.set_xlabel("epoch")
-    fig.suptitle(f"run {run_dir.name}: {len(df)} epochs logged", fontsize=11)
-    # fixed margins: tight_layout would lay out all six panels and their twins once more
-    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.08, top=0.9, wspace=0.42, hspace=0.3)
+    fig.suptitle(_run_title(run_dir, df), fontsize=10)
+    # fixed margins: tight_layout would lay out all eight panels once more
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.87, wspace=0.38, hspace=0.32)
     out = Path(out_dir) if out_dir is not None else run_dir / "plots"
     paths = save_figure(fig, [out / "trajectory.png", out / "trajectory.svg"])
-    logger.info("wrote %s", ", ".join(str(p) for p in paths))
+    logger.debug("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 
 
@@ -245,7 +260,7 @@ def plot_accelerator(accelerator: Accelerator, layers: Sequence[Layer], out_path
     acc = accelerator
     costs = evaluate(layers, [acc], mapping_objective=objective)
     lat_ms = costs.latency_s[0] * 1e3
-    en_mj = costs.energy_j[0] * 1e3
+    en_uj = costs.energy_j[0] * 1e6  # the same unit as the stacked breakdown
     mem = costs.memory_bound[0]
     breakdown = energy_breakdown_pj(acc, layers, objective=objective)
 
@@ -270,23 +285,23 @@ def plot_accelerator(accelerator: Accelerator, layers: Sequence[Layer], out_path
     ax_pe.set_xticks([])
     ax_pe.set_yticks([])
     glb = f"{acc.glb_bytes / 1024:.0f} KB" if acc.glb_bytes >= 1024 else f"{acc.glb_bytes} B"
-    ax_pe.set_title(f"{acc.pe_y}x{acc.pe_x} PEs, {DATAFLOW_NAMES[acc.dataflow]} ({acc.dataflow})\n"
+    ax_pe.set_title(f"{acc.array_text()}, {get_dataflow(acc.dataflow).long_name} ({acc.dataflow})\n"
                     f"RF {acc.rf_bytes} B/PE, GLB {glb}, {acc.word_bits}-bit, {acc.clock_hz / 1e6:.0f} MHz",
                     fontsize=9)
 
     # (b), (c) per-layer bars, memory-bound layers highlighted
     idx = np.arange(len(layers))
     names = [l.name or f"{l.kind}{i}" for i, l in enumerate(layers)]
-    for ax, vals, color, ylabel in ((ax_lat, lat_ms, "#4c72b0", "latency (ms)"),
-                                    (ax_en, en_mj, "#55a868", "energy (mJ)")):
-        bars = ax.bar(idx, vals, color=["#c44e52" if m else color for m in mem],
+    for ax, vals, ylabel in ((ax_lat, lat_ms, "latency (ms)"), (ax_en, en_uj, "energy (uJ)")):
+        # one colour scheme in both panels: compute-bound blue, memory-bound red and hatched
+        bars = ax.bar(idx, vals, color=["#c44e52" if m else "#4c72b0" for m in mem],
                       edgecolor=["black" if m else "none" for m in mem], linewidth=0.5)
         for bar, m in zip(bars, mem):
             if m:  # hatching keeps memory-bound layers visible in greyscale print too
                 bar.set_hatch("//")
         ax.set_ylabel(ylabel)
         ax.grid(True, axis="y", alpha=0.3)
-    ax_lat.set_title(f"per layer: total {lat_ms.sum():.3f} ms, {en_mj.sum():.3f} mJ, "
+    ax_lat.set_title(f"per layer: total {lat_ms.sum():.3f} ms, {en_uj.sum():.4g} uJ, "
                      f"{int(mem.sum())}/{len(layers)} layers memory-bound", fontsize=9)
     ax_lat.legend(handles=[Patch(color="#4c72b0", label="compute-bound"),
                            Patch(facecolor="#c44e52", edgecolor="black", hatch="//", label="memory-bound")],
@@ -317,5 +332,5 @@ def plot_accelerator(accelerator: Accelerator, layers: Sequence[Layer], out_path
     out_path = Path(out_path)
     targets = [out_path] if not formats else [out_path.with_suffix(f".{f.lstrip('.')}") for f in formats]
     paths = save_figure(fig, targets)
-    logger.info("wrote %s", ", ".join(str(p) for p in paths))
+    logger.debug("wrote %s", ", ".join(str(p) for p in paths))
     return paths

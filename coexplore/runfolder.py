@@ -356,6 +356,12 @@ class FolderLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        # the lock file goes with the lock (a run folder keeps no trace of a run that never
+        # started); unlinked before the descriptor closes, so no second holder can appear
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
         self.release()
 
 

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .callbacks import Callback, Checkpointer, CSVLogger, PlotWriter, ProgressBar, ProgressLogger
+from .callbacks import Callback, Checkpointer, CSVLogger, PlotWriter, ProgressBar, ProgressLogger, TensorBoardLogger
 from .checkpoint import CHECKPOINT_FORMAT, check_inputs, load_checkpoint, save_checkpoint
 from .common import ConfigError, atomic_write_text, default_cache_dir
 from .config import RunConfig, config_diff, config_from_dict
@@ -144,7 +144,8 @@ class CoExplorer:
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
         self.targets = ConstraintTargets(self.constraints)
         self.callbacks: List[Callback] = [CSVLogger(), Checkpointer(), ProgressLogger(), PlotWriter(),
-                                          *([ProgressBar()] if cfg.progress else []), *callbacks]
+                                          *([ProgressBar()] if cfg.progress else []),
+                                          *([TensorBoardLogger()] if cfg.tensorboard else []), *callbacks]
 
         d = cfg.data
         self.data = load_run_data(self.space, self.task, d, seed=cfg.seed, cache_dir=self.cache_dir)
@@ -158,7 +159,7 @@ class CoExplorer:
         with isolated_torch_rng(self.seeds.entropy("init")):
             self.supernet = supernet_class(self.space, mode=cfg.path_mode, tau=cfg.tau0,
                                            init_generator=self.seeds.torch("init")).to(self.device)
-        self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.epochs)
+        self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.search_epochs)
         self._evaluator: Optional[Evaluator] = None
         cost = self.method.hardware_cost(self)
         penalty = None
@@ -169,7 +170,7 @@ class CoExplorer:
         self.calibrator = self.method.calibrator(self)
         n = len(self.data.train)
         self.steps_per_epoch = min(n, cfg.steps_per_epoch) if cfg.steps_per_epoch else n
-        settings = TrainerSettings(epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+        settings = TrainerSettings(epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs,
                                    steps_per_epoch=self.steps_per_epoch, w_lr=cfg.w_lr, w_momentum=cfg.w_momentum,
                                    w_weight_decay=cfg.w_weight_decay, a_lr=cfg.a_lr, a_weight_decay=cfg.a_weight_decay,
                                    hw_encoding=cfg.hw_encoding)
@@ -191,6 +192,8 @@ class CoExplorer:
     def evaluator(self) -> Evaluator:
         """The DANCE evaluator (loaded or built on first use; frozen)."""
         if self._evaluator is None:
+            if self.cfg.surrogate != "evaluator":
+                raise ConfigError(f"config: surrogate is {self.cfg.surrogate!r}: this run has no neural evaluator")
             self._evaluator = get_evaluator(self.cfg, self.table, self.cache_dir, progress=self.cfg.progress)
             self._evaluator.to(self.device)
             for p in self._evaluator.parameters():
@@ -376,6 +379,12 @@ def run_search(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: is a file, not a run folder; choose another --out")
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{run_dir}: cannot create the run folder: {parent} is a file (a file of that name "
+                                  "is in the way); choose another --out")
+            break
     if result_path(run_dir).is_file() and not resume:
         raise ConfigError(f"{run_dir}: holds a finished run; choose another --out or pass --resume to reuse it")
     if checkpoint_path(run_dir).is_file() and not resume:

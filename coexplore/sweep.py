@@ -5,7 +5,7 @@ grid whose cartesian product gives the points::
 
     name: dance-lambda
     base: experiments/configs/quickstart.yaml   # relative to the sweep file; optional
-    set: {epochs: 4}                             # every point (dotted keys ok)
+    set: {search_epochs: 4}                             # every point (dotted keys ok)
     grid:                                        # RunConfig fields (dotted ok)
       lam: [0.1, 0.5, 1.0]
       constraints: [["latency <= 0.1ms"], ["latency <= 0.2ms"]]
@@ -45,7 +45,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
                     get_type_hints)
@@ -89,9 +89,10 @@ CommandFn = Callable[["Point", Path, bool], Sequence[str]]
 class Point:
     """One grid point of a sweep."""
 
-    id: str  # run folder name: readable grid values + "__" + 8 hex digits of the overrides' hash
+    id: str  # run folder name: the grid values in short form + "__" + 8 hex digits of the overrides' hash
     values: Tuple[Tuple[str, Any], ...]  # (grid key, value), in grid order
-    overrides: Tuple[str, ...]  # "key=value" overrides: the sweep's ``set``, then the grid values
+    overrides: Tuple[str, ...]  # "key=value" overrides: the sweep's ``set``, the grid values, the run name
+    legacy_id: str = ""  # the folder name coexplore < 0.2 gave this point (still resumed when present)
 
     def as_dict(self) -> Dict[str, Any]:
         """The grid values as ``{key: value}``."""
@@ -162,7 +163,7 @@ class Sweep:
 
         set_ = data.get("set") or {}
         if not isinstance(set_, Mapping):
-            raise ConfigError(f"{where}: set must be a mapping of RunConfig fields to values, e.g. {{epochs: 4}}, "
+            raise ConfigError(f"{where}: set must be a mapping of RunConfig fields to values, e.g. {{search_epochs: 4}}, "
                               f"got {set_!r}")
         set_items = []
         for key, value in set_.items():
@@ -215,11 +216,15 @@ class Sweep:
         """
         set_overrides = tuple(f"{k}={_inline_yaml(v, 'set.' + k)}" for k, v in self.set)
         keys = [k for k, _ in self.grid]
+        named = "name" in keys or "name" in dict(self.set)
         out = []
         for combo in itertools.product(*(vals for _, vals in self.grid)):
             values = tuple(zip(keys, combo))
             overrides = set_overrides + tuple(f"{k}={_inline_yaml(v, 'grid.' + k)}" for k, v in values)
-            out.append(Point(id=_point_id(values, self.set), values=values, overrides=overrides))
+            pid = _point_id(values, self.set)
+            if not named:  # each run is named after its point, not after the base config
+                overrides += (f"name={pid.split('__')[0][:128]}",)
+            out.append(Point(id=pid, values=values, overrides=overrides, legacy_id=_legacy_point_id(values, self.set)))
         return out
 
     def validate(self, where: str = "sweep") -> List[RunConfig]:
@@ -313,10 +318,38 @@ def _safe(text: str) -> str:
     return out.strip("_.") or "x"
 
 
+#: Short names of grid keys in point names.
+_ABBREVIATIONS = {"lam": "lam", "seed": "s", "search_epochs": "ep", "warmup_epochs": "wep", "a_lr": "alr",
+                  "w_lr": "wlr", "path_mode": "", "hw_encoding": "enc", "hardware_space": "hw", "search_space": "",
+                  "baseline_budget": "budget", "population": "pop", "limit": "n", "batch_size": "bs"}
+
+
+def _short(key: str, value: Any) -> str:
+    """One grid value in short form: ``dance``, ``lam0.1``, ``norepair``, ``s0``, ``latency_le_0.2ms``."""
+    leaf = key.split(".")[-1]
+    if leaf in ("method", "objective", "name"):
+        return _safe(_label(value))
+    if leaf == "constraints":
+        return _safe(_label(value)) if value else "unconstrained"
+    if isinstance(value, bool):
+        return _safe(leaf) if value else "no" + _safe(leaf)
+    return _safe(_ABBREVIATIONS.get(leaf, leaf) + _label(value)) if _ABBREVIATIONS.get(leaf, leaf) else \
+        _safe(_label(value))
+
+
+def _digest(values: Sequence[Tuple[str, Any]], set_items: Sequence[Tuple[str, Any]]) -> str:
+    return hashlib.sha256(_canonical({"set": dict(set_items), "grid": dict(values)}).encode()).hexdigest()[:8]
+
+
 def _point_id(values: Sequence[Tuple[str, Any]], set_items: Sequence[Tuple[str, Any]]) -> str:
+    readable = "_".join(_short(k, v) for k, v in values)[:100].rstrip("_.")
+    return f"{readable}__{_digest(values, set_items)}"  # "__" never occurs in the readable part
+
+
+def _legacy_point_id(values: Sequence[Tuple[str, Any]], set_items: Sequence[Tuple[str, Any]]) -> str:
+    """The folder name of coexplore < 0.2 (``key=value,...__hash``), so that old sweeps still resume."""
     readable = ",".join(f"{_safe(k)}={_safe(_label(v))}" for k, v in values)[:120].rstrip("_.,=")
-    digest = hashlib.sha256(_canonical({"set": dict(set_items), "grid": dict(values)}).encode()).hexdigest()[:8]
-    return f"{readable}__{digest}"  # "__" never occurs in the readable part
+    return f"{readable}__{_digest(values, set_items)}"
 
 
 def _describe(p: Point) -> str:
@@ -605,8 +638,9 @@ def run_sweep(sweep: Union[Sweep, PathLike], out_dir: PathLike, jobs: Optional[i
         threads = max(1, _cpu_count() // jobs) if jobs else 1
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
-    points = sweep.points()
     out = Path(out_dir).resolve()
+    points = [replace(p, id=p.legacy_id) if (out / p.legacy_id).is_dir() and not (out / p.id).exists() else p
+              for p in sweep.points()]
     if command_fn is None:
         command_fn = SearchCommand(base=str(sweep.base) if sweep.base else None,
                                    cache_dir=str(Path(cache_dir).resolve()) if cache_dir else None)
@@ -631,8 +665,6 @@ def run_sweep(sweep: Union[Sweep, PathLike], out_dir: PathLike, jobs: Optional[i
             initial[p.id].update(action="would resume" if again else "would run",
                                  note=shlex.join(str(a) for a in command_fn(p, out / p.id, again)))
         table = _StatusTable(None, points, initial)
-        logger.info("sweep %s (dry run): %d points, %d to run, %d finished", sweep.name, len(points), len(todo),
-                    len(points) - len(todo))
         return table.frame()
 
     out.mkdir(parents=True, exist_ok=True)
@@ -890,7 +922,8 @@ def summarize(out_dir: PathLike, write: bool = True) -> pd.DataFrame:
     if not spec.is_file():
         raise ConfigError(f"{out}: no {SPEC_FILE}; is this a sweep folder written by run_sweep?")
     sweep = Sweep.load(spec, validate=False)
-    points = sweep.points()
+    points = [replace(p, id=p.legacy_id) if (out / p.legacy_id).is_dir() and not (out / p.id).exists() else p
+              for p in sweep.points()]
     recorded: Dict[str, Dict[str, str]] = {}
     if (out / STATUS_FILE).is_file():
         try:
@@ -963,3 +996,29 @@ def exit_code(statuses: Union[pd.DataFrame, Sequence[str]]) -> int:
     if "violated" in values:
         return VIOLATED_EXIT_CODE
     return int(ExitCode.OK)
+
+
+def summary_rows(df: pd.DataFrame, dry_run: bool = False) -> List[Dict[str, Any]]:
+    """The compact rows of a sweep's terminal table (the full table is ``sweep_summary.csv``):
+    the point, its status and, for finished points, accuracy, latency and whether the
+    constraints hold; a dry run shows what each point would do instead."""
+    rows = []
+    for rec in df.to_dict("records"):
+        row: Dict[str, Any] = {"point": str(rec.get("point", "")).split("__")[0], "status": rec.get("status")}
+        if dry_run:
+            row["action"] = rec.get("action", "")
+        else:
+            acc, lat = rec.get("accuracy"), rec.get("latency_s")
+            if isinstance(acc, float) and math.isfinite(acc):
+                row["accuracy_%"] = round(100 * acc, 2)
+            if isinstance(lat, float) and math.isfinite(lat):
+                row["latency_ms"] = lat * 1e3
+            met = rec.get("all_constraints_met")
+            if isinstance(met, (bool, float)) and not (isinstance(met, float) and math.isnan(met)):
+                row["met"] = bool(met)
+            if rec.get("chance_level") is True:
+                row["note"] = "chance level"
+            elif rec.get("note"):
+                row["note"] = str(rec["note"])[:40]
+        rows.append(row)
+    return rows

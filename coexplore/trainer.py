@@ -17,7 +17,9 @@ that can only use torch's global generator (dropout) runs with it forked and see
 resuming at an epoch boundary is exact.
 
 A non-finite loss, gradient or parameter stops training with :class:`DivergedError`,
-naming the epoch, the step and what diverged.
+naming the epoch, the step and what diverged; so does a training loss that exploded to more
+than :data:`EXPLOSION` times the run's first one (a cross-entropy of 1e23 is finite but
+says the same).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from search_spaces.train import train_step, warmup_mode
 from .common import ConfigError
 from .penalty import HardwarePenalty
 from .seeds import RunSeeds, isolated_torch_rng
+
+
+#: A weight-step loss above this many times the run's first loss counts as diverged.
+EXPLOSION = 1e4
 
 
 class DivergedError(RuntimeError):
@@ -99,6 +105,7 @@ class BilevelTrainer:
             self.w_opt, T_max=settings.total_epochs * settings.steps_per_epoch)
         self.a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=settings.a_lr, betas=(0.5, 0.999),
                                       weight_decay=settings.a_weight_decay)
+        self.reference_loss: Optional[float] = None  # the first weight-step loss of the run
 
     # ---- the encoding the hardware cost sees ---------------------------------------------
     def hw_encoding(self) -> torch.Tensor:
@@ -152,9 +159,12 @@ class BilevelTrainer:
                     loss, logits = train_step(net, x, y, self.w_opt, self.w_sched, self.s.grad_clip, weights,
                                               self.loss_fn)
                 step_loss = float(loss)
-                if not math.isfinite(step_loss):
+                if self.reference_loss is None and math.isfinite(step_loss):
+                    self.reference_loss = step_loss
+                if not math.isfinite(step_loss) or step_loss > EXPLOSION * max(1.0, self.reference_loss or 1.0):
                     raise DivergedError(f"epoch {epoch + 1}, step {step + 1}: the weight step's training loss is "
-                                        f"{step_loss} (lower w_lr, currently {self.s.w_lr:g})")
+                                        f"{step_loss:.4g} (the first was {self.reference_loss or float('nan'):.4g}); "
+                                        f"lower w_lr, currently {self.s.w_lr:g}")
                 stats["train_loss"] += step_loss * len(x)
                 if self._correct is not None:
                     stats["train_correct"] += self._correct(logits, y)
@@ -211,13 +221,15 @@ class BilevelTrainer:
     def state_dict(self) -> Dict[str, Any]:
         return {"supernet": self.net.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
-                "steering": self.steering.state_dict() if self.steering is not None else {}}
+                "steering": self.steering.state_dict() if self.steering is not None else {},
+                "reference_loss": self.reference_loss}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.net.load_state_dict(state["supernet"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
+        self.reference_loss = state.get("reference_loss")
         if self.steering is not None:
             self.steering.load_state_dict(state["steering"])
         elif state.get("steering"):

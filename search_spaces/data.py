@@ -1214,7 +1214,7 @@ def _load(
     workers = _check_int(workers, "workers", 0)
     use_cache = _check_bool(use_cache, "use_cache")
     directory = default_cache_dir(None if cache_dir is None
-                                  else _check_path(cache_dir, "cache_dir"))
+                                  else _check_path(cache_dir, "cache_dir")) / "data"
     _detect_layout(path)  # a missing or unreadable source fails here, before any cache work
     if not use_cache:
         data = decode_source(path, image_size, max_per_class, workers)

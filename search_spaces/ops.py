@@ -11,7 +11,8 @@ Every op is registered in :data:`OPS` with one constructor signature,
 tensor to ``[B, C_out, ceil(H / stride), ceil(W / stride)]``.  Users add their own with
 ``@register_op("name")``.  Each op also answers which convolution-like layers it runs
 (:func:`op_layers`), so that the cost model can price it: built-in ops know their layers
-analytically; user ops without a ``layers`` function are traced once with forward hooks.
+analytically; user ops without a ``layers`` function are traced once with forward hooks
+(:func:`accelerators.extract.layers_from_module`).
 
 Built-in names:
 
@@ -28,7 +29,7 @@ Built-in names:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -36,7 +37,8 @@ from torch import nn
 
 from coexplore.common import ConfigError
 from coexplore.common import Registry
-from accelerators.workload import Layer, conv, depthwise, linear
+from accelerators.extract import layers_from_module
+from accelerators.workload import Layer, conv, conv_output_size, depthwise
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +115,6 @@ def _hw(hw: HW) -> Tuple[int, int]:
     return (hw, hw) if isinstance(hw, int) else (int(hw[0]), int(hw[1]))
 
 
-def conv_out(size: int, kernel: int, stride: int) -> int:
-    """Output size of a 'same'-padded (``padding = kernel // 2``) convolution along one axis."""
-    pad = kernel // 2
-    return (size + 2 * pad - kernel) // stride + 1
-
-
 def op_layers(name: str, C_in: int, C_out: int, stride: int, in_hw: HW, N: int = 1,
               prefix: str = "") -> List[Layer]:
     """The priced layers op ``name`` runs on a ``[N, C_in, H, W]`` input.
@@ -141,61 +137,12 @@ def op_layers(name: str, C_in: int, C_out: int, stride: int, in_hw: HW, N: int =
     if op.layers is not None:
         out = op.layers(C_in, C_out, stride, (H, W), N)
     else:
+        # Traced once on one image; every layer then carries the requested batch.
         module = op.build(C_in, C_out, stride)
-        out = trace_layers(module, torch.zeros(1, C_in, H, W), N=N)
+        out = [replace(l, N=N) for l in layers_from_module(module, (1, C_in, H, W))]
     if prefix:
-        out = [Layer(l.kind, l.N, l.K, l.C, l.R, l.S, l.P, l.Q, l.stride, l.groups,
-                     f"{prefix}.{l.name}" if l.name else prefix) for l in out]
+        out = [replace(l, name=f"{prefix}.{l.name}" if l.name else prefix) for l in out]
     return out
-
-
-# ---- a tiny hook-based tracer (for user ops and for tests) -----------------------------
-
-def trace_layers(module: nn.Module, x: torch.Tensor, N: Optional[int] = None) -> List[Layer]:
-    """Record the ``Conv2d`` / ``Linear`` layers ``module`` runs on ``x``, in call order.
-
-    A private, minimal tracer: it supports square kernels and strides, which is all
-    :class:`~accelerators.workload.Layer` describes.
-
-    Args:
-        module: any module built from ``nn.Conv2d`` and ``nn.Linear`` (plus parameter-free ops).
-        x: an example input, e.g. ``[B, C, H, W]``.
-        N: override the batch size written into the layers (default: ``x.shape[0]``).
-
-    Returns:
-        One :class:`Layer` per call, named by the module's qualified name.
-    """
-    found: List[Layer] = []
-    handles = []
-
-    def hook(name: str):
-        def fn(mod: nn.Module, inputs, output) -> None:
-            inp = inputs[0]
-            if isinstance(mod, nn.Conv2d):
-                if mod.kernel_size[0] != mod.kernel_size[1] or mod.stride[0] != mod.stride[1]:
-                    raise ConfigError(f"module {name!r}: only square kernels and strides can be priced")
-                n = N if N is not None else inp.shape[0]
-                found.append(conv(mod.in_channels, mod.out_channels, mod.kernel_size[0],
-                                  (output.shape[-2], output.shape[-1]), stride=mod.stride[0],
-                                  groups=mod.groups, N=n, name=name))
-            else:
-                n = N if N is not None else int(inp.numel() // inp.shape[-1])
-                found.append(linear(mod.in_features, mod.out_features, N=n, name=name))
-        return fn
-
-    for name, mod in module.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            handles.append(mod.register_forward_hook(hook(name)))
-    was_training = module.training
-    try:
-        module.eval()
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
-        module.train(was_training)
-    return found
 
 
 # ---- building blocks ---------------------------------------------------------------------
@@ -246,7 +193,7 @@ def mbconv_layers(C_in: int, C_out: int, stride: int, in_hw: Tuple[int, int], N:
                   expand: int) -> List[Layer]:
     """Layers of :class:`MBConv`: expansion (if any), depthwise, projection."""
     H, W = in_hw
-    out_hw = (conv_out(H, kernel, stride), conv_out(W, kernel, stride))
+    out_hw = (conv_output_size(H, kernel, stride, kernel // 2), conv_output_size(W, kernel, stride, kernel // 2))
     hidden = int(round(C_in * expand))
     out: List[Layer] = []
     if expand != 1:
@@ -278,7 +225,7 @@ def _register_conv(kernel: int) -> None:
         return ConvBNAct(C_in, C_out, kernel, stride)
 
     def layers(C_in: int, C_out: int, stride: int, in_hw: Tuple[int, int], N: int) -> List[Layer]:
-        out_hw = (conv_out(in_hw[0], kernel, stride), conv_out(in_hw[1], kernel, stride))
+        out_hw = tuple(conv_output_size(x, kernel, stride, kernel // 2) for x in in_hw)
         return [conv(C_in, C_out, kernel, out_hw, stride=stride, N=N, name="conv")]
 
     build.__doc__ = f"Plain {kernel}x{kernel} conv + BN + ReLU6."

@@ -38,7 +38,7 @@ import numpy as np
 
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 from coexplore.common import Registry, UnknownNameError
-from accelerators.workload import Layer, conv, linear
+from accelerators.workload import Layer, conv, conv_output_size, linear
 
 from . import ops as _ops
 
@@ -110,9 +110,13 @@ def _as_int(value: Any, where: str, lo: int = 1) -> int:
     return int(value)
 
 
-def _out_size(size: int, stride: int) -> int:
-    # 'same' padding with an odd kernel: ceil(size / stride), whatever the kernel.
-    return (size - 1) // stride + 1
+def _block_out(size: int, stride: int) -> int:
+    """Output size of a block: ``ceil(size / stride)``, the contract of every op (:mod:`search_spaces.ops`).
+
+    The registered ops are odd kernels with 'same' padding (``kernel // 2``), whose output is
+    that of a 1x1 window with the same stride, whatever the kernel.
+    """
+    return conv_output_size(size, 1, stride, 0)
 
 
 def _op_names(value: Any, where: str) -> Tuple[str, ...]:
@@ -216,13 +220,13 @@ class SearchSpace:
 
     def _build_blocks(self) -> Tuple[Block, ...]:
         where = f"search space {self.name!r}"
-        hw = _out_size(self.resolution, self.stem.stride)
+        hw = self.stem_hw[0]
         c = self.stem.channels
         out: List[Block] = []
         for si, st in enumerate(self.stages):
             for li in range(st.layers):
                 stride = st.stride if li == 0 else 1
-                out_hw = _out_size(hw, stride)
+                out_hw = _block_out(hw, stride)
                 if st.op is not None:
                     cands, src, searched = (st.op,), f"stages[{si}].op", False
                 elif li == 0 and st.first_candidates is not None:
@@ -290,8 +294,10 @@ class SearchSpace:
 
     @property
     def stem_hw(self) -> Tuple[int, int]:
-        """Output (H, W) of the stem."""
-        hw = _out_size(self.resolution, self.stem.stride)
+        """Output (H, W) of the stem: its conv pads ``kernel // 2`` (see :class:`~search_spaces.ops.ConvBNAct`),
+        so an even kernel gives one pixel more than ``ceil(resolution / stride)`` where the stride divides it."""
+        k = self.stem.kernel
+        hw = conv_output_size(self.resolution, k, self.stem.stride, k // 2)
         return (hw, hw)
 
     @property

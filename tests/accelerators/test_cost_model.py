@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from accelerators import Accelerator, ConfigError, get_accelerator, get_hardware_space, list_accelerators
+from accelerators import (Accelerator, ConfigError, Layer, Unrolling, get_accelerator, get_hardware_space,
+                          list_accelerators, list_dataflows)
+from accelerators import cost_model
 from accelerators.cost_model import AnalyticalModel, evaluate, explain
 from accelerators.networks import get_workload, list_workloads
 from accelerators.technology import DEFAULT_TECH
@@ -117,7 +119,20 @@ def test_physical_bounds(priced, workload):
 
 
 @pytest.mark.parametrize("workload", list_workloads())
-@pytest.mark.parametrize("dataflow", ["ws", "os", "rs"])
+@pytest.mark.parametrize("dataflow", list_dataflows())
+def test_physical_bounds_every_dataflow(workload, dataflow):
+    layers = get_workload(workload)
+    accs = [acc(16, 16, dataflow), acc(12, 14, dataflow, rf=512), acc(32, 8, dataflow, rf=16, word_bits=8)]
+    c = evaluate(layers, accs)
+    macs = np.array([l.macs for l in layers], dtype=float)
+    for j, a in enumerate(accs):
+        assert np.all(c.latency_s[j] >= macs / (a.num_pes * a.clock_hz) * (1 - 1e-12))
+        assert np.all(c.energy_j[j] >= macs * DEFAULT_TECH.e_mac(a.word_bits) * 1e-12)
+        assert np.all((c.utilization[j] > 0) & (c.utilization[j] <= 1))
+
+
+@pytest.mark.parametrize("workload", list_workloads())
+@pytest.mark.parametrize("dataflow", list_dataflows())
 def test_bigger_global_buffer_never_increases_dram_traffic(workload, dataflow):
     layers = get_workload(workload)
     sizes = [16, 32, 64, 108, 256, 1024]
@@ -219,6 +234,55 @@ def test_empty_inputs():
         evaluate([], [get_accelerator("eyeriss")])
     with pytest.raises(ConfigError, match="empty"):
         evaluate([conv(3, 8, 3, 8)], [])
+
+
+# ---------------------------------------------------------------------------------------
+# int64 safety at the bounds of Layer and Accelerator (see accelerators/workload.py)
+# ---------------------------------------------------------------------------------------
+
+# Each shape sits at a bound where one of the model's largest products peaks.
+EXTREME_LAYERS = [
+    Layer("conv", 1, 8192, 1, 128, 1, 1024, 1024, 32),  # RS input deliveries: tall kernel, max stride, 2^40 MACs
+    Layer("conv", 1, 1024, 1024, 1, 1, 1024, 1024, 32),  # OS input windows: 1x1 kernel, max stride, ~2^40 input
+    Layer("conv", 2 ** 20, 1024, 1024, 1, 1, 1, 1, 32),  # batched 1x1 on a 1x1 map: batch becomes strided rows
+    Layer("linear", 2 ** 16, 2 ** 4, 2 ** 20, 1, 1, 1, 1),  # a 2^40-MAC matrix product
+    Layer("conv", 1, 64, 64, 128, 128, 128, 128),  # the largest kernel
+    Layer("depthwise", 1, 2 ** 24, 2 ** 24, 3, 3, 64, 64, 1, 2 ** 24),  # 2^24 groups
+]
+EXTREME_ACCS = [Accelerator(pe_x=x, pe_y=y, rf_bytes=rf, glb_bytes=2 ** 34, dataflow=df, clock_hz=clk,
+                            dram_bw=bw, glb_bw=bw, word_bits=wb)
+                for df in ("ws", "os", "rs")
+                for (x, y) in ((1, 1), (4096, 4096), (4096, 1), (1, 4096), (14, 12))
+                for rf, wb, clk, bw in ((8, 16, 1e3, 1e-3), (2 ** 20, 4, 1e11, 1e9), (12, 32, 2e8, 16.0))]
+
+
+def test_no_int64_overflow_at_the_bounds(monkeypatch):
+    # The same model in float64, which cannot wrap around, must agree with the int64 one: an
+    # overflow would flip a sign or lose 2^64 somewhere (or trip the physical-result guard).
+    for l in EXTREME_LAYERS:
+        assert l.macs <= 2 ** 40 and l.input_elems <= 2 ** 40
+    exact = evaluate(EXTREME_LAYERS, EXTREME_ACCS, mapping_objective="edp")
+    for k in ("latency_s", "energy_j"):
+        assert np.all(np.isfinite(getattr(exact, k))) and np.all(getattr(exact, k) > 0)
+    assert np.all((exact.utilization > 0) & (exact.utilization <= 1))
+
+    layer_matrix, acc_arrays = cost_model._layer_matrix, cost_model._acc_arrays
+
+    def float_layers(layers):
+        lm, inverse = layer_matrix(layers)
+        return lm.astype(np.float64), inverse
+
+    def float_accs(accs):
+        a = acc_arrays(accs)
+        return {k: (v.astype(np.float64) if k in ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "word_bits", "rf_words",
+                                                  "glb_words") else v) for k, v in a.items()}
+
+    monkeypatch.setattr(cost_model, "_layer_matrix", float_layers)
+    monkeypatch.setattr(cost_model, "_acc_arrays", float_accs)
+    monkeypatch.setattr(cost_model, "_unrolling", lambda df, sp, pes: Unrolling(*sp))  # float factors
+    shadow = evaluate(EXTREME_LAYERS, EXTREME_ACCS, mapping_objective="edp")
+    # near-ties may pick another mapping in float; the objective they minimise must agree
+    np.testing.assert_allclose(exact.energy_j * exact.latency_s, shadow.energy_j * shadow.latency_s, rtol=1e-6)
 
 
 def test_explain_renders():

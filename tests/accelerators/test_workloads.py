@@ -454,3 +454,24 @@ def test_extracted_workload_round_trips_through_yaml(tmp_path):
     layers = layers_from_module(Shared(), (1, 3, 8, 8))
     save_workload(tmp_path / "shared.yml", layers)
     assert get_workload(str(tmp_path / "shared.yml")) == layers
+
+
+# ---- the one output-size helper ---------------------------------------------------------------
+
+def test_conv_output_size_matches_torch():
+    from accelerators.workload import conv_output_size
+
+    for size in (1, 2, 7, 27, 28):
+        for kernel in (1, 2, 3, 4, 5, 7):
+            for stride in (1, 2, 3):
+                for padding in (0, 1, kernel // 2):
+                    for dilation in (1, 2):
+                        if size + 2 * padding < dilation * (kernel - 1) + 1:
+                            continue
+                        conv = nn.Conv2d(1, 1, kernel, stride, padding, dilation)
+                        pool = nn.MaxPool2d(kernel, stride, min(padding, kernel // 2), dilation)
+                        x = torch.zeros(1, 1, size, size)
+                        got = conv_output_size(size, kernel, stride, padding, dilation)
+                        assert conv(x).shape[-1] == got, (size, kernel, stride, padding, dilation)
+                        if padding <= kernel // 2:
+                            assert pool(x).shape[-1] == got

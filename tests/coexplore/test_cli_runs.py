@@ -9,7 +9,7 @@ from coexplore.config import load_config
 from coexplore.search import run_search
 
 TINY = ["search_space=tiny-mnist", "hardware_space=small", "data.limit=160", "data.batch_size=32",
-        "steps_per_epoch=2", "warmup_epochs=1", "epochs=1", "progress=false", "evaluator.num_arch=300",
+        "steps_per_epoch=2", "warmup_epochs=1", "search_epochs=1", "progress=false", "evaluator.num_arch=300",
         "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3", "evaluator.epochs_estimator=1"]
 
 

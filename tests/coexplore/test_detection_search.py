@@ -33,7 +33,7 @@ def cache(tmp_path_factory, space):
 
 def _cfg(space, **kw):
     base = dict(name="det", method="hdx-lut", search_space=space, cost_model="measured-cpu", objective="latency",
-                epochs=1, warmup_epochs=1, steps_per_epoch=2, retrain_epochs=1, device="cpu", progress=False,
+                search_epochs=1, warmup_epochs=1, steps_per_epoch=2, retrain_epochs=1, device="cpu", progress=False,
                 data=DataConfig(name="mnist-det", limit=24, batch_size=8))
     base.update(kw)
     return RunConfig(**base)

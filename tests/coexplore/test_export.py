@@ -6,7 +6,10 @@ import re
 import pytest
 import yaml
 
-from accelerators import ConfigError, get_accelerator, get_workload
+import dataclasses
+
+from accelerators import (DATAFLOWS, Accelerator, ConfigError, TimeloopHints, ZigZagHints, get_accelerator,
+                          get_dataflow, get_workload, list_dataflows, register_dataflow)
 from accelerators.technology import DEFAULT_TECH
 from accelerators.workload import conv, depthwise, linear
 from coexplore.export import export_all, export_timeloop, export_zigzag
@@ -238,3 +241,48 @@ def test_spatial_placement_spreads_and_flags_what_does_not_fit():
     assert not exact and placed == {"D1": ["K, 2"], "D2": ["K, 3"]}
     placed, exact = _place({"C": 4, "K": 4, "G": 2}, "ws", pe_x=4, pe_y=8)
     assert exact and placed == {"D1": ["K, 4"], "D2": ["C, 4", "G, 2"]}
+
+
+# ---- dataflows: hints come from the registry ----------------------------------------------
+
+@pytest.mark.parametrize("dataflow", list_dataflows())
+def test_every_registered_dataflow_exports(tmp_path, dataflow):
+    acc = Accelerator(pe_x=8, pe_y=12, rf_bytes=64, glb_bytes=64 * 1024, dataflow=dataflow)
+    timeloop_checks(acc, MIXED, tmp_path / "tl")
+    zigzag_checks(acc, MIXED, tmp_path / "zz")
+    hints = get_dataflow(dataflow).timeloop
+    cons = load(tmp_path / "tl" / "constraints.yaml")["architecture_constraints"]["targets"]
+    assert cons[0]["permutation"] == hints.spatial_permutation and cons[1]["factors"] == hints.rf_factors
+
+
+@pytest.fixture
+def user_dataflows():
+    """A WS variant with its own export hints, and one without any."""
+    ws = get_dataflow("ws")
+    register_dataflow(dataclasses.replace(
+        ws, name="ws-t", long_name="transposed weight-stationary",
+        zigzag=ZigZagHints(placement=(("K", "D2"), ("C", "D1"), ("G", "D2")), default=("C", "K")),
+        timeloop=TimeloopHints("R=1 S=1 P=1 Q=1 N=1", "CM", 1, "C=1 M=1", "SR")))
+    register_dataflow(dataclasses.replace(ws, name="ws-nohints", long_name="no hints", zigzag=None, timeloop=None))
+    yield
+    DATAFLOWS.unregister("ws-t")
+    DATAFLOWS.unregister("ws-nohints")
+
+
+def test_user_dataflow_hints_are_used(tmp_path, user_dataflows):
+    acc = Accelerator(pe_x=16, pe_y=4, rf_bytes=16, glb_bytes=64 * 1024, dataflow="ws-t", name="t")
+    export_all(acc, MIXED, tmp_path)
+    cons = load(tmp_path / "timeloop" / "constraints.yaml")["architecture_constraints"]["targets"]
+    assert cons[0]["permutation"] == "CM"
+    mapping = load(tmp_path / "zigzag" / "mapping.yaml")
+    assert mapping[0]["spatial_mapping"] == {"D1": ["C, 16"], "D2": ["K, 4"]}
+    assert "transposed weight-stationary" in (tmp_path / "zigzag" / "README.txt").read_text()
+
+
+def test_dataflow_without_hints_is_refused(tmp_path, user_dataflows):
+    acc = Accelerator(pe_x=16, pe_y=4, rf_bytes=16, glb_bytes=64 * 1024, dataflow="ws-nohints")
+    for export, tool in ((export_timeloop, "timeloop"), (export_zigzag, "zigzag"), (export_all, "timeloop")):
+        with pytest.raises(ConfigError, match=f"dataflow 'ws-nohints' has no {tool} export hints") as exc:
+            export(acc, MIXED, tmp_path / export.__name__)
+        assert "\n" not in str(exc.value)
+        assert not (tmp_path / export.__name__).exists()  # refused before anything is written

@@ -19,7 +19,7 @@ from coexplore.runfolder import Result, read_result
 from coexplore.search import CoExplorer, run_search
 
 TINY = ["search_space=tiny-mnist", "hardware_space=small", "data.limit=192", "data.batch_size=32",
-        "steps_per_epoch=3", "warmup_epochs=1", "epochs=2", "progress=false",
+        "steps_per_epoch=3", "warmup_epochs=1", "search_epochs=2", "progress=false",
         "evaluator.num_arch=300", "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3",
         "evaluator.epochs_estimator=1"]
 
@@ -85,7 +85,7 @@ def test_without_the_manipulation_hdx_steers_the_surrogate_less(tmp_path, cache)
     register_method("hdx-nosteer-test")(_HDXWithoutSteering)
     try:
         args = ["lam=0.0", "path_mode=darts", "a_lr=0.05", "constraints=[latency <= 0.042ms]", "hdx.calibrate=false",
-                "epochs=3", "repair=false"]
+                "search_epochs=3", "repair=false"]
         with_ = CoExplorer(cfg("method=hdx", *args), tmp_path / "a", cache_dir=cache)
         without = CoExplorer(cfg("method=hdx-nosteer-test", *args), tmp_path / "b", cache_dir=cache)
         for ex in (with_, without):
@@ -161,7 +161,7 @@ def test_argmax_encoding_is_one_hot_with_softmax_gradients(tmp_path, cache):
 
 def test_the_loop_feeds_the_cost_the_configured_encoding(tmp_path, cache):
     for mode in ("argmax", "expected"):
-        ex = CoExplorer(cfg("method=dance", f"hw_encoding={mode}", "epochs=1"), tmp_path / mode, cache_dir=cache)
+        ex = CoExplorer(cfg("method=dance", f"hw_encoding={mode}", "search_epochs=1"), tmp_path / mode, cache_dir=cache)
         seen = []
         cost = ex.trainer.penalty.cost
         real = cost.forward
@@ -251,7 +251,7 @@ def test_repair_true_fixes_the_same_design(tmp_path, cache):
 
 def test_inherited_accuracy_recalibrates_batchnorm(tmp_path, cache):
     from search_spaces import evaluate_network
-    ex = CoExplorer(cfg("method=dance", "epochs=1"), tmp_path / "r", cache_dir=cache)
+    ex = CoExplorer(cfg("method=dance", "search_epochs=1"), tmp_path / "r", cache_dir=cache)
     while ex.epoch < ex.total_epochs:
         ex.run_epoch()
     sample = ex.space.sample(np.random.default_rng(7))
@@ -322,7 +322,7 @@ def test_the_global_random_streams_are_left_alone(tmp_path, cache):
     np.random.seed(123)
     random.seed(123)
     before = (torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate())
-    run_search(cfg("method=dance", "epochs=1"), tmp_path / "r", cache_dir=cache)
+    run_search(cfg("method=dance", "search_epochs=1"), tmp_path / "r", cache_dir=cache)
     after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())
     assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
 
@@ -358,3 +358,70 @@ def test_result_record_validates_on_write_and_read(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps(d))
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['bogus'\]"):
         read_result(tmp_path)
+
+
+def test_tensorboard_scalars_beside_the_csv(tmp_path, cache):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    res = run_search(cfg("method=dance", "tensorboard=true"), tmp_path / "r", cache_dir=cache)
+    assert res.status == "ok"
+    acc = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "step/train_loss" in tags and "epoch/val_acc" in tags
+    assert len(acc.Scalars("step/train_loss")) == 3 * 3  # 3 epochs x 3 steps
+    assert [e.step for e in acc.Scalars("epoch/val_acc")] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------
+# the exact cost source, and the interplay of architecture and hardware
+# ---------------------------------------------------------------------------------------
+
+def test_exact_table_cost_is_what_the_verifier_measures(tmp_path, cache):
+    from coexplore.constraints import ConstraintSet
+    from coexplore.penalty import ExactTableCost
+    ex = CoExplorer(cfg("method=hdx", "surrogate=exact", "constraints=[latency <= 0.06ms]"), tmp_path / "r",
+                    cache_dir=cache)
+    cost = ex.trainer.penalty.cost
+    assert isinstance(cost, ExactTableCost) and not ex.has_evaluator
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sample = ex.space.sample(rng)
+        enc = torch.tensor(ex.space.encode(sample), requires_grad=True)
+        out = cost.raw(enc)
+        v = ex.verifier.check(sample)
+        assert cost.last_choice == v["accelerator_index"]
+        assert float(out["latency_s"]) == pytest.approx(v["metrics"]["latency_s"], rel=1e-5)
+        assert float(out["energy_j"]) == pytest.approx(v["metrics"]["energy_j"], rel=1e-5)
+        (g,) = torch.autograd.grad(out["latency_s"], enc)
+        np.testing.assert_allclose(g.numpy(), ex.table.cand_latency[:, v["accelerator_index"]], rtol=1e-5)
+
+
+def test_an_exact_surrogate_run_builds_no_evaluator(tmp_path):
+    res = run_search(cfg("method=hdx", "surrogate=exact", "constraints=[latency <= 0.08ms]"), tmp_path / "r",
+                     cache_dir=tmp_path / "cache")
+    assert res.status in ("ok", "constraints-violated") and res.generated_accelerator is None
+    assert not (tmp_path / "cache" / "evaluators").exists()
+
+
+def test_interplay_counts_the_winners(tmp_path, capsys):
+    from accelerators import get_hardware_space
+    from coexplore.cli import main
+    from coexplore.constraints import ConstraintSet, constrained_argmin
+    from coexplore.evaluator_data import random_onehot_encodings
+    from coexplore.interplay import interplay
+    from coexplore.objectives import Objective
+    from coexplore.pricing import CostTable
+    from search_spaces import get_search_space
+    table = CostTable(get_search_space("tiny-mnist"), get_hardware_space("small"))
+    cons = ConstraintSet.parse(["latency <= 0.07ms"])
+    rep = interplay(table, Objective("edap"), cons, n=400, seed=3)
+    enc = random_onehot_encodings(table.space, 400, np.random.default_rng(3))
+    lat, en, area = table.metrics(enc)
+    best, _ = constrained_argmin(lat * en * area, cons.violation(lat, en, area))
+    assert rep["distinct_best_accelerators"] == len(np.unique(best))
+    assert rep["top_share_pct"] == pytest.approx(100 * np.bincount(best).max() / 400)
+    assert rep["best_single_accelerator"]["median_pct"] >= 0
+    assert main(["--format", "json", "interplay", "--space", "tiny-mnist", "--hardware", "small", "--num-arch", "400",
+                 "--seed", "3", "--constraint", "latency <= 0.07ms"]) == 0
+    assert json.loads(capsys.readouterr().out)["distinct_best_accelerators"] == rep["distinct_best_accelerators"]

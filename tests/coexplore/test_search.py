@@ -18,7 +18,7 @@ from coexplore.constraints import InfeasibleConstraintError
 from coexplore.search import CoExplorer, run_search
 
 TINY = ["search_space=tiny-mnist", "hardware_space=small", "data.limit=192", "data.batch_size=32",
-        "steps_per_epoch=3", "warmup_epochs=1", "epochs=2", "progress=false",
+        "steps_per_epoch=3", "warmup_epochs=1", "search_epochs=2", "progress=false",
         "evaluator.num_arch=300", "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3",
         "evaluator.epochs_estimator=1", "path_mode=gumbel"]
 
@@ -49,7 +49,8 @@ def test_config_yaml_then_overrides(tmp_path):
     (["data.bogus=1"], r"data: unknown field"),
     (["method=magic"], r"unknown method 'magic'; known methods: dance, dance-lut, evolution, hdx, hdx-lut, nas-hw, random"),
     (["method=hdx"], "needs at least one constraint"),
-    (["epochs=zero"], "epochs must be an integer"),
+    (["search_epochs=zero"], "search_epochs must be an integer"),
+    (["epochs=3"], "epochs was renamed"),
     (["constraints=[speed <= 3]"], "unknown metric"),
     (["objective=speed"], "objective 'speed' is unknown"),
     (["tau_min=9"], "tau_min"),
@@ -158,7 +159,7 @@ def test_cli_exit_code_flags_violation(tmp_path, cache):
 
 def _search_cmd(out, cache, extra=()):
     return [sys.executable, "-m", "coexplore.cli", "--quiet", "search", "--out", str(out), "--cache-dir", str(cache),
-            *TINY, "epochs=3", "method=hdx", "constraints=[latency <= 0.06ms]", "lam=0.1", *extra]
+            *TINY, "search_epochs=3", "method=hdx", "constraints=[latency <= 0.06ms]", "lam=0.1", *extra]
 
 
 def _strip(r):

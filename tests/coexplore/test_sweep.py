@@ -83,7 +83,7 @@ def markers(run_dir, kind):
 
 
 def small_sweep(seeds=(0, 1, 2)):
-    return Sweep.from_dict({"name": "t", "set": {"method": "dance", "epochs": 1}, "grid": {"seed": list(seeds)}})
+    return Sweep.from_dict({"name": "t", "set": {"method": "dance", "search_epochs": 1}, "grid": {"seed": list(seeds)}})
 
 
 # ---- spec ------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_example_spec_resolves_base_relative_to_the_file(tmp_path):
     spec.write_text(textwrap.dedent("""\
         name: dance-lambda
         base: ../configs/base.yaml
-        set: {epochs: 4, hdx.growth: 2}
+        set: {search_epochs: 4, hdx.growth: 2}
         grid:
           lam: [0.1, 0.5, 1.0]
           constraints: [["latency <= 0.1ms"], ["latency <= 0.2ms"]]
@@ -111,10 +111,10 @@ def test_example_spec_resolves_base_relative_to_the_file(tmp_path):
     assert len(points) == 3 * 2 * 2 * 2
     assert len({p.id for p in points}) == len(points)
     p = points[-1]
-    assert p.overrides == ("epochs=4", "hdx.growth=2", "lam=1.0", "constraints=[latency <= 0.2ms]",
-                           "objective=latency", "seed=1")
+    assert p.overrides == ("search_epochs=4", "hdx.growth=2", "lam=1.0", "constraints=[latency <= 0.2ms]",
+                           "objective=latency", "seed=1", "name=lam1.0_latency_le_0.2ms_latency_s1")
     cfg = load_config(sweep.base, p.overrides)
-    assert (cfg.epochs, cfg.hdx.growth, cfg.lam, cfg.constraints.to_list(), cfg.seed) == (4, 2.0, 1.0,
+    assert (cfg.search_epochs, cfg.hdx.growth, cfg.lam, cfg.constraints.to_list(), cfg.seed) == (4, 2.0, 1.0,
                                                                                          ["latency <= 0.2ms"], 1)
     assert cfg.data.batch_size == 64  # from the base
     assert len(sweep.validate()) == 24
@@ -167,14 +167,17 @@ def test_point_ids_are_stable_readable_unique_and_safe():
     assert [p.id for p in a] == [p.id for p in b]
     assert len({p.id for p in a}) == len(a) == 8
     # pinned: a folder name must not change between versions, or sweeps would stop resuming
-    assert a[0].id == "lam=0.5,objective=edap,constraints=none,seed=1__f74c1d14"
-    assert a[-1].id.startswith("lam=1,objective=weighted-latency-1.0+energy-2.0,"
-                               "constraints=latency_le_0.1ms+area_le_4mm2,seed=1__")
+    # short names of the varied values; the hash is that of coexplore < 0.2, whose folder
+    # names (legacy_id) are still found and resumed
+    assert a[0].id == "lam0.5_edap_unconstrained_s1__f74c1d14"
+    assert a[0].legacy_id == "lam=0.5,objective=edap,constraints=none,seed=1__f74c1d14"
+    assert a[-1].id.startswith("lam1_weighted-latency-1.0+energy-2.0_latency_le_0.1ms+area_le_4mm2_s1__")
     for p in a:
-        assert all(c.isalnum() or c in "._=,+-" for c in p.id), p.id
+        assert all(c.isalnum() or c in "._+-" for c in p.id), p.id
+        assert p.overrides[-1] == f"name={p.id.split('__')[0]}"  # each run is named after its point
         assert len(p.id) <= 130
     # the hash covers `set`, so another fixed setting gets another folder
-    other = Sweep.from_dict({**spec, "set": {"method": "dance", "epochs": 2}}).points()
+    other = Sweep.from_dict({**spec, "set": {"method": "dance", "search_epochs": 2}}).points()
     assert [p.id.split("__")[0] for p in other] == [p.id.split("__")[0] for p in a]
     assert not {p.id for p in other} & {p.id for p in a}
     # the overrides round-trip through load_config
@@ -418,3 +421,14 @@ def test_ray_backend_local_mode(tmp_path, monkeypatch):
     assert list(df["action"]) == ["skipped", "resumed", "ran"]
     assert [m["resume"] for m in markers(tmp_path / sweep.points()[1].id, "started")] == [True]
     assert list(pd.read_csv(tmp_path / STATUS_FILE)["status"]) == ["done", "done", "violated"]
+
+
+def test_a_sweep_folder_of_the_old_naming_is_resumed(tmp_path):
+    sweep = small_sweep(seeds=(0, 1))
+    p0, p1 = sweep.points()
+    (tmp_path / p0.legacy_id).mkdir(parents=True)  # finished under the old folder name
+    (tmp_path / p0.legacy_id / "result.json").write_text(json.dumps(fake_result(met=True)))
+    df = run_sweep(sweep, tmp_path, jobs=1, progress=False, command_fn=fake_command())
+    assert list(df["point"]) == [p0.legacy_id, p1.id]
+    assert list(df["status"]) == ["done", "done"] and list(df["action"]) == ["skipped", "ran"]
+    assert not (tmp_path / p0.id).exists()

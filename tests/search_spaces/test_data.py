@@ -372,9 +372,9 @@ def test_cache_is_reused_and_invalidated(tmp_path, png_folder, monkeypatch):
     cache = tmp_path / "cache"
     archive = write_tar(tmp_path / "c.tar.gz", png_folder)
     first = D.load_cifar10(archive, cache_dir=cache)
-    files = list(cache.glob("*.npz"))
+    files = list((cache / "data").glob("*.npz"))  # decoded datasets live in the cache's data/ part
     assert len(files) == 1 and files[0].name.startswith("c.tar.gz-")
-    assert not [p for p in cache.iterdir() if p.suffix == ".tmp"]  # atomic write left no temp
+    assert not [p for p in (cache / "data").iterdir() if p.suffix == ".tmp"]  # atomic write left no temp
 
     real_decode = D.decode_source
     monkeypatch.setattr(D, "decode_source", _boom)
@@ -387,7 +387,7 @@ def test_cache_is_reused_and_invalidated(tmp_path, png_folder, monkeypatch):
         D.load_cifar10(archive, cache_dir=cache)
     monkeypatch.setattr(D, "decode_source", real_decode)
     D.load_cifar10(archive, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 1 and list(cache.glob("*.npz")) != files
+    assert len(list((cache / "data").glob("*.npz"))) == 1 and list((cache / "data").glob("*.npz")) != files
 
 
 def test_folder_cache_sees_new_files(tmp_path, png_folder, monkeypatch):
@@ -405,7 +405,7 @@ def test_cache_dir_from_env_and_corrupt_cache(tmp_path, png_folder, monkeypatch)
     assert D.default_cache_dir() == tmp_path / "envcache"
     assert D.default_cache_dir(tmp_path / "x") == tmp_path / "x"
     first = D.load_cifar10(png_folder)
-    (cached,) = (tmp_path / "envcache").glob("*.npz")
+    (cached,) = (tmp_path / "envcache" / "data").glob("*.npz")
     cached.write_bytes(b"truncated")
     assert_same(first, D.load_cifar10(png_folder))  # decoded again, not crashed
     assert cached.stat().st_size > 1000

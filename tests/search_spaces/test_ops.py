@@ -10,8 +10,10 @@ from torch import nn
 
 from coexplore.common import ConfigError
 from coexplore.common import UnknownNameError
+from accelerators.extract import layers_from_module
 from search_spaces import OPS, build_op, get_op, is_skip_op, list_ops, op_layers, register_op
-from search_spaces.ops import MBConv, trace_layers
+from search_spaces import ops as ops_module
+from search_spaces.ops import MBConv
 
 NON_SKIP = [n for n in list_ops() if not is_skip_op(n)]
 
@@ -34,7 +36,12 @@ def test_op_shapes_and_layers(name, C_in, C_out, stride):
     out = (9 - 1) // stride + 1
     assert y.shape == (2, C_out, out, out)
     # Analytic layer list == what forward hooks see on the real module.
-    assert Counter(op_layers(name, C_in, C_out, stride, (9, 9), N=2)) == Counter(trace_layers(op, x))
+    assert Counter(op_layers(name, C_in, C_out, stride, (9, 9), N=2)) == Counter(layers_from_module(op, x.shape))
+
+
+def test_one_tracer():
+    # op_layers traces user ops with accelerators.extract.layers_from_module, the one tracer
+    assert not hasattr(ops_module, "conv_out") and not hasattr(ops_module, "trace_layers")
 
 
 def test_mbconv_structure():
@@ -88,7 +95,45 @@ def test_user_op_layers_by_hooks(user_op):
     layers = op_layers(user_op, 8, 16, 2, (10, 10), N=4, prefix="blk")
     assert [(l.kind, l.N, l.K, l.C, l.R, l.P, l.Q, l.stride, l.groups) for l in layers] == [
         ("depthwise", 4, 8, 8, 3, 5, 5, 2, 8), ("conv", 4, 16, 8, 1, 5, 5, 1, 1)]
-    assert layers[0].name == "blk.0"
+    assert [l.name for l in layers] == ["blk.0", "blk.2"]
+    assert [l.name for l in op_layers(user_op, 8, 16, 2, (10, 10))] == ["0", "2"]
+
+
+@pytest.fixture
+def user_ops_varied():
+    """User ops exercising the tracer: grouped conv, a linear head on pooled features, an op that is one Conv2d."""
+    names = ["test_grouped", "test_se", "test_bare"]
+
+    class SE(nn.Module):
+        def __init__(self, C_in, C_out, stride):
+            super().__init__()
+            self.conv = nn.Conv2d(C_in, C_out, 3, stride, 1, groups=2, bias=False)
+            self.fc = nn.Linear(C_out, C_out)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y * torch.sigmoid(self.fc(y.mean((2, 3))))[:, :, None, None]
+
+    register_op(names[0])(lambda C_in, C_out, stride: nn.Conv2d(C_in, C_out, 3, stride, 1, groups=4))
+    register_op(names[1])(SE)
+    register_op(names[2])(lambda C_in, C_out, stride: nn.Conv2d(C_in, C_out, 1, stride))
+    yield names
+    for n in names:
+        OPS._entries.pop(n, None)
+
+
+def test_user_ops_traced_with_the_requested_batch(user_ops_varied):
+    grouped, se, bare = user_ops_varied
+    g = op_layers(grouped, 8, 16, 2, (9, 9), N=3)
+    assert [(l.kind, l.N, l.K, l.C, l.R, l.S, l.P, l.Q, l.stride, l.groups) for l in g] == [
+        ("conv", 3, 16, 8, 3, 3, 5, 5, 2, 4)]
+    s = op_layers(se, 8, 8, 1, (6, 6), N=5, prefix="b")
+    assert [(l.kind, l.N, l.K, l.C, l.P, l.groups, l.name) for l in s] == [
+        ("conv", 5, 8, 8, 6, 2, "b.conv"), ("linear", 5, 8, 8, 1, 1, "b.fc")]
+    b = op_layers(bare, 8, 8, 1, (4, 4), N=2, prefix="b")
+    assert [(l.kind, l.N, l.name) for l in b] == [("conv", 2, "b")]  # the root module has no name of its own
+    dw = op_layers(grouped, 4, 4, 1, (4, 4))
+    assert dw[0].kind == "depthwise" and dw[0].groups == 4
 
 
 def test_register_warns_on_overwrite(user_op):

@@ -9,9 +9,10 @@ import pytest
 import torch
 import yaml
 
+from accelerators.extract import layers_from_module
 from coexplore.common import ConfigError
 from coexplore.common import UnknownNameError
-from search_spaces import (Head, SearchSpace, Stage, Stem, candidate_layer_table, expected_cost,
+from search_spaces import (Head, SearchSpace, Stage, Stem, build_network, candidate_layer_table, expected_cost,
                            get_search_space, list_search_spaces)
 
 MB6 = ["mb3_e3", "mb3_e6", "mb5_e3", "mb5_e6", "mb7_e3", "mb7_e6"]
@@ -64,6 +65,36 @@ def test_proxyless_imagenet_geometry():
     assert sp.stem_hw == (112, 112) and sp.final_hw == (7, 7) and sp.final_channels == 320
     assert [(st.channels, st.stride, st.layers) for st in sp.stages] == [
         (16, 1, 1), (24, 2, 4), (40, 2, 4), (80, 2, 4), (96, 1, 4), (192, 2, 4), (320, 1, 1)]
+
+
+def test_even_stem_kernel_geometry():
+    # ConvBNAct pads kernel // 2: a 4x4/2 stem at 28 px outputs 15x15, not ceil(28 / 2) = 14
+    sp = small_space(resolution=28, stem=Stem(4, 4, 2))
+    assert sp.stem_hw == (15, 15) and sp.stem_layers()[0].P == 15
+    assert sp.all_blocks[0].in_hw == (15, 15) and sp.all_blocks[-1].out_hw == (8, 8)
+
+
+SHAPE = ("kind", "N", "K", "C", "R", "S", "P", "Q", "stride", "groups")
+
+
+@pytest.mark.parametrize("resolution", [27, 28])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
+def test_priced_geometry_is_what_the_network_computes(kernel, stride, resolution):
+    # Every priced layer's P x Q is the output size that forward hooks see on the built network.
+    sp = SearchSpace(name="geom", resolution=resolution, input_channels=1, num_classes=3,
+                     stem=Stem(8, kernel, stride), candidates=("mb3_e3", "mb5_e3", "zero"),
+                     stages=(Stage(8, 1, 1, op="mb3_e1"), Stage(12, 2, 2, first_candidates=("mb3_e3", "mb5_e3")),
+                             Stage(16, 3, 1, op="mb7_e1")), head=Head(16))
+    for seed in range(2):
+        sample = sp.sample(seed)
+        net = build_network(sp, sample)
+        traced = layers_from_module(net, (2, 1, resolution, resolution))
+        priced = sp.layers(sample, N=2)
+        assert [tuple(getattr(l, f) for f in SHAPE) for l in priced] == \
+            [tuple(getattr(l, f) for f in SHAPE) for l in traced]
+        stem = net.stem(torch.zeros(1, 1, resolution, resolution))
+        assert sp.stem_hw == tuple(stem.shape[-2:])
 
 
 def test_sample_reproducible_and_valid():
