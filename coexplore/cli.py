@@ -603,7 +603,13 @@ def _catalogue() -> Dict[str, List[Dict[str, Any]]]:
     out["spaces"] = [{"name": n, "designs": fn().size, "description": first_line(fn)} for n, fn in HARDWARE_SPACES.items()]
     out["search-spaces"] = [{"name": n, "blocks": len(fn().blocks), "architectures": fn().all_samples_count,
                              "description": first_line(fn)} for n, fn in SEARCH_SPACES.items()]
+    from search_spaces.detection import DETECTION_SPACES
+    out["detection-spaces"] = [{"name": n, "blocks": len(fn().blocks), "architectures": fn().all_samples_count,
+                                "description": first_line(fn)} for n, fn in DETECTION_SPACES.items()]
     out["methods"] = [{"name": n, "description": cls.description} for n, cls in METHODS.items()]
+    from accelerators import COST_SOURCES
+    out["cost-sources"] = [{"name": n, "description": first_line(cls).replace("``", "")}
+                           for n, cls in COST_SOURCES.items()]
     out["ops"] = [{"name": n} for n in list_ops()]
     return out
 
@@ -825,8 +831,10 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--seed", type=seed_int, default=0)
     ip.set_defaults(func=cmd_interplay)
 
-    ls = command("list", help="list built-in workloads, accelerators, spaces, methods and ops, with sizes")
-    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces", "methods", "ops"))
+    ls = command("list", help="list built-in workloads, accelerators, spaces (detection spaces too), methods, cost sources "
+                                    "and ops, with sizes")
+    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces",
+                                                   "detection-spaces", "methods", "cost-sources", "ops"))
     ls.set_defaults(func=cmd_list)
 
     cf = command("config", help="the reference of every run-config key: type, default, unit, meaning")

@@ -52,7 +52,7 @@ def test_config_resolves_detection_spaces(tmp_path, space):
     assert load_config(tmp_path / "config.yaml").resolve_search_space() == space
 
 
-def test_hdx_on_measured_latency(tmp_path, space, cache):
+def test_hdx_on_measured_latency(tmp_path, space, cache, capsys):
     from coexplore.search import run_search
     src = MeasuredLatency()
     table = LatencyCostTable(space, LatencyTable.load(default_table_path(space, src, cache)), src)
@@ -75,6 +75,17 @@ def test_hdx_on_measured_latency(tmp_path, space, cache):
     assert len(rows) == 2 and "surrogate_latency_s" in rows[-1]
     again = run_search(cfg, tmp_path / "run", resume=True, cache_dir=cache)  # the saved config reads back
     assert again.architecture == res.architecture
+    # the CLI on a run priced on a measured device: summary, plots, export
+    from coexplore.cli import main
+    capsys.readouterr()
+    run = str(tmp_path / "run")
+    assert main(["search", "--out", run, "--resume", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "device:       cpu" in out and "energy n/a mJ, area n/a mm2, EDAP n/a" in out
+    assert main(["--quiet", "plot", run]) == 0
+    assert (tmp_path / "run" / "plots").is_dir() and not (tmp_path / "run" / "plots" / "accelerator.png").exists()
+    assert main(["export", run]) == 2
+    assert "priced on a measured device" in capsys.readouterr().err
 
 
 def test_measured_source_refuses_energy_objectives(tmp_path, space, cache):
