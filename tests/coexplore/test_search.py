@@ -200,12 +200,3 @@ def test_one_shot_baselines_run_through_the_same_interface(tmp_path, cache, meth
     assert r["method"] == method and r["baseline"]["evaluations"] <= 6
     assert r["all_constraints_met"] and r["checked_by"] == "analytical"
     assert (tmp_path / method / "baseline_history.csv").is_file()
-
-
-def test_docs_config_md_is_the_generated_reference():
-    # docs/config.md says a test fails when it and the typed config disagree; this is that test
-    from pathlib import Path
-
-    from coexplore.config import reference_markdown
-    doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
-    assert doc.read_text() == reference_markdown(), "regenerate: coexplore config --defaults > docs/config.md"
