@@ -85,7 +85,7 @@ def test_demo_quick(tmp_path, capsys):
     rc = main(["--quiet", "demo", "--quick", "--jobs", "1", "--out", str(tmp_path / "demo"), "--cache-dir",
                str(tmp_path / "cache")])
     out = capsys.readouterr().out
-    assert rc in (0, 3)
+    assert rc == 0  # the demo exits 0 exactly when HDX's design meets its bound
     assert (tmp_path / "demo" / "results.csv").is_file()
     assert (tmp_path / "demo" / "pareto_latency_error.png").is_file()
     for name in ("hdx", "dance-lam0.1", "dance-lam1", "nas-hw"):
