@@ -71,7 +71,7 @@ from coexplore.common import ConfigError
 from .dataflows import ArrayLevel, Dataflow, Unrolling, get_dataflow
 from .hardware import Accelerator
 from .cost_source import COST_SOURCES, fingerprint_of
-from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
+from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology, get_technology
 from .workload import Layer
 
 logger = logging.getLogger(__name__)
@@ -173,6 +173,36 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+_SHAPE = ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st")
+
+
+def layer_shape(layer: Layer) -> Dict[str, int]:
+    """The loop bounds the model prices ``layer`` with: ``N, G, Kg = K/G, Cg = C/G, R, S, P, Q, st``.
+
+    The same as the layer's own fields except that a batched matrix-vector layer (see
+    :func:`_layer_matrix`) has its batch as output rows (``P = N``, ``N = 1``).
+    """
+    lm, _ = _layer_matrix([layer])
+    return {k: int(v) for k, v in zip(_SHAPE, lm[0])}
+
+
+def spatial_unrolling(layer: Layer, acc: Accelerator) -> Dict[str, int]:
+    """The spatial unrolling of ``layer`` on ``acc`` by its dataflow: ``{g, k, c, r, p, q}`` factors.
+
+    The same unrolling :func:`explain` reports (``spatial``); the ZigZag backend gives it to
+    ZigZag as the fixed spatial mapping, so both models map a layer onto the array alike.
+    """
+    sh = layer_shape(layer)
+    L = {k: np.array([[[v]]], dtype=np.int64) for k, v in sh.items()}
+    L["macs"] = np.prod([L[k] for k in _SHAPE[:-1]], axis=0)
+    L["W"] = L["G"] * L["Kg"] * L["Cg"] * L["R"] * L["S"]
+    L["O"] = L["N"] * L["G"] * L["Kg"] * L["P"] * L["Q"]
+    x, y = (np.array([[[v]]], dtype=np.int64) for v in (acc.pe_x, acc.pe_y))
+    df = get_dataflow(acc.dataflow)
+    sp = _unrolling(df, df.spatial(x, y, L), x * y)
+    return {f: int(np.asarray(v).reshape(-1)[0]) for f, v in zip(Unrolling._fields, sp)}
+
+
 # ---------------------------------------------------------------------------------------
 # GLB/DRAM-level search: depends on the layer and the GLB size only
 # ---------------------------------------------------------------------------------------
@@ -272,13 +302,11 @@ class AnalyticalModel:
     version = COST_MODEL_VERSION
     name = "analytical"
 
-    def __init__(self, tech: Technology = DEFAULT_TECH, mapping_objective: str = "edp") -> None:
+    def __init__(self, tech: Union[str, Technology] = DEFAULT_TECH, mapping_objective: str = "edp") -> None:
         if mapping_objective not in MAPPING_OBJECTIVES:
             raise ConfigError(f"mapping_objective {mapping_objective!r} is unknown; allowed values: "
                               f"{list(MAPPING_OBJECTIVES)}")
-        if not isinstance(tech, Technology):
-            raise ConfigError(f"tech must be a Technology, got {type(tech).__name__}")
-        self.tech = tech
+        self.tech = get_technology(tech)
         self.mapping_objective = mapping_objective
 
     # -- the cost-source protocol --------------------------------------------------------
@@ -583,6 +611,6 @@ def explain(layer: Layer, accelerator: Accelerator, mapping_objective: str = "ed
 
 
 @COST_SOURCES.register("analytical")
-def _analytical(mapping_objective: str = "edp", tech: Technology = DEFAULT_TECH) -> AnalyticalModel:
+def _analytical(mapping_objective: str = "edp", tech: Union[str, Technology] = DEFAULT_TECH) -> AnalyticalModel:
     """The analytical model as a registered cost source."""
     return AnalyticalModel(tech, mapping_objective)
