@@ -18,7 +18,8 @@ from .cost_source import COST_SOURCES, CostSource, get_cost_source, list_cost_so
 from .technology import COST_MODEL_VERSION, TECH_PRESETS, Technology, get_technology, list_technologies
 from . import zigzag_backend  # registers the "zigzag" cost source (ZigZag itself is imported only when used)
 from .zigzag_backend import ZigZagBackend
-from .workload import LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload, save_workload
+from .workload import (LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload, matmul,
+                       save_workload)
 
 __all__ = [
     "MAPPING_OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
@@ -28,5 +29,5 @@ __all__ = [
     "list_dataflows", "register_dataflow", "ACCELERATORS", "FIELD_RANGES", "Accelerator", "get_accelerator",
     "list_accelerators", "load_accelerator", "save_accelerator", "ConfigError", "Registry", "UnknownNameError",
     "HARDWARE_SPACES", "HardwareSpace", "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv",
-    "conv_output_size", "depthwise", "linear", "load_workload", "save_workload",
+    "conv_output_size", "depthwise", "linear", "load_workload", "matmul", "save_workload",
 ]
