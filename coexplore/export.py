@@ -13,7 +13,14 @@ Targeted formats (chosen after reading the tools' own examples and parsers):
   ``block-size``, ``word-bits``, ``read_bandwidth``/``write_bandwidth`` in words per cycle,
   ``meshX``/``meshY``).  v0.3 rather than v0.4 because v0.4 needs the custom YAML tags
   ``!Container``/``!Component``, which plain YAML loaders (and ``yaml.safe_load``) reject;
-  timeloopfe still reads v0.3 specifications.  Problems use Timeloop's ``CNN-Layer`` shape;
+  timeloopfe still reads v0.3 specifications.  The keys are the ones the parsers of
+  NVlabs/timeloop v3.0.3 read (``src/model/buffer.cpp``, ``arithmetic.cpp``, ``engine.cpp``,
+  ``src/workload/shape-models/problem-shape.cpp``, ``src/mapping/constraints.cpp``,
+  ``src/applications/mapper/mapper.cpp``; ``tests/coexplore/test_export.py`` checks every
+  exported key against them), hyphenated as in that release; Timeloop's later master
+  (2025) still reads hyphenated keys, converting them to underscores with a deprecation
+  warning.  Timeloop itself cannot be installed here, so no export has been run through it.
+  Problems use Timeloop's ``CNN-Layer`` shape;
   grouped and depthwise layers use a grouped shape with an extra ``G`` dimension (the
   layout of pytorch2timeloop's ``grouped_convolution.yaml``, with ``G`` declared in
   ``dimensions``), so that one problem file still describes one whole layer.  Constraints
@@ -49,7 +56,8 @@ from .common import ConfigError, PathLike, atomic_write_text, write_yaml
 
 logger = logging.getLogger(__name__)
 
-TIMELOOP_FORMAT = "Timeloop v0.3 input format (architecture version 0.3, subtree/local; Accelergy primitive classes)"
+TIMELOOP_FORMAT = ("Timeloop v3.0.x (NVlabs/timeloop tags v3.0 to v3.0.3) input format: architecture version 0.3, "
+                   "subtree/local, Accelergy primitive classes, hyphenated keys")
 ZIGZAG_FORMAT = ("ZigZag 3.9.1 YAML inputs (schema of zigzag/parser/accelerator_validator.py, workload_validator.py "
                  "and mapping_validator.py at zigzag-dse 3.9.1: named memory ports with type, bandwidth_min, "
                  "bandwidth_max and allocation; unit_energy/unit_area)")

@@ -41,7 +41,7 @@ MIXED = [conv(3, 16, 3, 28, stride=2, name="stem"), depthwise(16, 3, 28, name="d
 
 def timeloop_checks(acc, layers, out):
     paths = export_timeloop(acc, layers, out)
-    assert paths[-1] == out / "README.txt" and paths[-1].read_text().startswith("Target: Timeloop v0.3")
+    assert paths[-1] == out / "README.txt" and paths[-1].read_text().startswith("Target: Timeloop v3.0.x")
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     assert not [p for p in out.rglob(".*") if p.is_file()]  # atomic writes leave no temp files
 
@@ -113,6 +113,69 @@ def test_timeloop_depthwise_grouped_and_linear(tmp_path, name):
     dw = load(problems[1])["problem"]["instance"]
     assert (dw["G"], dw["C"], dw["M"]) == (16, 1, 1)
     assert problems[1].name == "01_dw_3x3.yaml"  # file names are sanitised
+
+
+# What the parsers of NVlabs/timeloop v3.0.3 (the last tagged release, Oct 2023) read, from its
+# sources: src/model/buffer.cpp (storage attributes), src/model/arithmetic.cpp (compute),
+# src/model/engine.cpp (architecture versions 0.2-0.4), include/model/topology.hpp (class names are
+# matched by substring), src/workload/shape-models/problem-shape.cpp and workload.cpp (problem),
+# src/mapping/constraints.cpp (constraints), src/applications/mapper/mapper.cpp,
+# mapper-thread.cpp, search/random-pruned.cpp and search/search-factory.cpp (mapper).  Keys for
+# Accelergy only (technology, global_cycle_seconds, type of a DRAM) are ignored by Timeloop.
+TL_STORAGE_KEYS = {"attributes", "bandwidth", "block-size", "block_size", "class", "datawidth", "depth", "entries",
+                   "instances", "meshX", "meshY", "n_banks", "n_ports", "n_words", "name", "read_bandwidth",
+                   "shared_bandwidth", "sizeKB", "technology", "width", "word-bits", "word_width", "write_bandwidth",
+                   "multiple-buffering", "num-banks", "num-ports", "min-utilization"}
+TL_COMPUTE_KEYS = {"attributes", "class", "datawidth", "energy", "area", "instances", "meshX", "meshY", "name",
+                   "word-bits"}
+TL_ACCELERGY_ONLY = {"technology", "global_cycle_seconds", "type"}
+TL_BUFFER_CLASSES, TL_COMPUTE_CLASSES = ("DRAM", "SRAM", "regfile", "smartbuffer", "storage"), ("mac", "compute")
+TL_SHAPE_KEYS = {"name", "dimensions", "coefficients", "data-spaces", "flatten"}
+TL_DATASPACE_KEYS = {"name", "projection", "read-write"}
+TL_CONSTRAINT_KEYS = {"target", "type", "factors", "permutation", "split", "bypass", "keep", "default_max_factor",
+                      "default_min_factor", "no_link_transfer", "no_multicast_no_reduction", "no_temporal_reuse"}
+TL_MAPPER_KEYS = {"algorithm", "optimization-metric", "optimization-metrics", "live-status", "num-threads", "timeout",
+                  "victory-condition", "search-size", "search_size", "sync-interval", "log-stats", "log-suboptimal",
+                  "log-all", "log-interval", "max-permutations-per-if-visit", "diagnostics", "out_prefix"}
+TL_METRICS = {"delay", "energy", "last-level-accesses", "edp"}
+TL_ALGORITHMS = {"exhaustive", "random", "linear-pruned", "random-pruned", "hybrid"}
+
+
+@pytest.mark.parametrize("objective", ["edp", "energy", "latency", "dram"])
+def test_timeloop_export_uses_only_keys_timeloop_v3_reads(tmp_path, objective):
+    out = tmp_path / "tl"
+    export_timeloop(get_accelerator("eyeriss"), MIXED, out, objective=objective)
+    arch = load(out / "arch.yaml")["architecture"]
+    assert str(arch["version"]) in ("0.2", "0.3", "0.4")
+    storage, compute = [], []
+    node, levels = arch, 0
+    while "subtree" in node:
+        assert len(node["subtree"]) == 1  # "Timeloop currently supports one subtree per level" (topology.cpp)
+        node = node["subtree"][0]
+        levels += 1
+        assert set(node.get("attributes", {})) <= TL_ACCELERGY_ONLY
+        for comp in node.get("local", []):
+            cls = comp["class"]
+            if any(c in cls for c in TL_BUFFER_CLASSES):
+                storage.append(comp["name"])
+                assert set(comp["attributes"]) <= TL_STORAGE_KEYS | TL_ACCELERGY_ONLY, comp["name"]
+            else:
+                assert any(c in cls for c in TL_COMPUTE_CLASSES), cls
+                compute.append(comp["name"])
+                assert set(comp["attributes"]) <= TL_COMPUTE_KEYS, comp["name"]
+    assert levels == 3 and len(storage) == 3 and len(compute) == 1
+    for target in load(out / "constraints.yaml")["architecture_constraints"]["targets"]:
+        assert set(target) <= TL_CONSTRAINT_KEYS and target["target"] in storage
+        assert target["type"] in ("temporal", "spatial", "bypass")
+    mapper = load(out / "mapper.yaml")["mapper"]
+    assert set(mapper) <= TL_MAPPER_KEYS
+    assert set(mapper["optimization-metrics"]) <= TL_METRICS and mapper["algorithm"] in TL_ALGORITHMS
+    for path in (out / "problems").glob("*.yaml"):
+        prob = load(path)["problem"]
+        assert set(prob) == {"shape", "instance"}
+        assert set(prob["shape"]) <= TL_SHAPE_KEYS
+        assert all(set(ds) <= TL_DATASPACE_KEYS for ds in prob["shape"]["data-spaces"])
+    assert "v3.0" in (out / "README.txt").read_text()
 
 
 # ---- ZigZag -----------------------------------------------------------------------------
