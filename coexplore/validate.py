@@ -9,6 +9,10 @@ both sources and reports, per metric (latency, energy and DRAM traffic):
 * the ratio ours / reference per pair (median, 10th and 90th percentiles);
 * the worst disagreements (largest ``|log ratio|``) with both models' energy breakdowns;
 
+and, where the reference reports its energy per level (ZigZag), the same for the on-chip energy
+(everything but the DRAM accesses), which separates the array- and buffer-level structure of
+the two models from their DRAM-level mappings;
+
 and writes a CSV of every pair, a JSON report and a log-log scatter plot (ours against the
 reference, one colour per dataflow).  Both sources use the same technology constants (by
 default the ``zigzag`` preset, ZigZag's own per-access energies), so what remains is the
@@ -36,8 +40,9 @@ from .common import ConfigError, PathLike, atomic_write_text, write_json
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("latency", "energy", "dram")
-_UNITS = {"latency": ("latency_s", 1e3, "ms"), "energy": ("energy_j", 1e6, "uJ"), "dram": ("dram_bytes", 1e-6, "MB")}
+METRICS = ("latency", "energy", "dram", "onchip")
+_UNITS = {"latency": ("latency_s", 1e3, "ms"), "energy": ("energy_j", 1e6, "uJ"), "dram": ("dram_bytes", 1e-6, "MB"),
+          "onchip": ("energy_j", 1e6, "uJ")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,6 +238,12 @@ def validate(layers: Sequence[Layer], accelerators: Sequence[Accelerator], again
     ref = {"latency": rc.latency_s, "energy": rc.energy_j}
     if records is not None or np.any(rc.dram_bytes > 0):
         ref["dram"] = rc.dram_bytes
+    if records is not None:  # on-chip energy: all but the DRAM accesses
+        wb = np.array([a.word_bits for a in accs], dtype=np.float64)[:, None]
+        e_dram = np.array([float(tech.e_dram(a.word_bits)) for a in accs])[:, None]
+        ours["onchip"] = c.energy_j - c.dram_bytes / (wb / 8.0) * e_dram * 1e-12
+        ref["onchip"] = rc.energy_j - np.array([[r["energy_pj_by_level"].get("dram", 0.0) for r in row]
+                                                for row in records]) * 1e-12
     labels = _labels(layers)
     summaries = {}
     for m in METRICS:
@@ -247,7 +258,7 @@ def validate(layers: Sequence[Layer], accelerators: Sequence[Accelerator], again
             a, l = accs[i], layers[j]
             scale, unit = _UNITS[m][1], _UNITS[m][2]
             s.worst.append({
-                "layer": labels[j], "accelerator": a.short(), "dataflow": a.dataflow,
+                "layer": labels[j], "accelerator": f"{a.short()} DRAM{a.dram_bw:g}B/c", "dataflow": a.dataflow,
                 f"ours_{unit}": float(ours[m][i, j] * scale), f"ref_{unit}": float(ref[m][i, j] * scale),
                 "ratio": float(ours[m][i, j] / ref[m][i, j]),
                 "ours_energy_uJ": _ours_breakdown(model, l, a),
@@ -299,7 +310,7 @@ def format_report(v: Validation, title: str = "") -> str:
         unit = _UNITS[m][2]
         lines += ["", f"largest {m} disagreements (energy breakdowns in uJ: ours | reference)"]
         for w in s.worst:
-            lines.append(f"  {w['layer'][:22]:<22} {w['accelerator']:<28} ours {w[f'ours_{unit}']:.4g} {unit}, "
+            lines.append(f"  {w['layer'][:22]:<22} {w['accelerator']:<38} ours {w[f'ours_{unit}']:.4g} {unit}, "
                          f"ref {w[f'ref_{unit}']:.4g} {unit}, ratio {w['ratio']:.3f}")
             lines.append(f"      ours: {_fmt_breakdown(w['ours_energy_uJ'])} | ref: {_fmt_breakdown(w['ref_energy_uJ'])}")
     return "\n".join(lines)

@@ -102,7 +102,7 @@ def test_validate_with_zigzag_writes_every_output(zz, tmp_path):
     accs = tiny_accs()[:4]
     v = validate(TINY, accs, against="zigzag", tech="zigzag", workers=1, cache_dir=tmp_path / "cache",
                  progress=False)
-    assert set(v.summaries) == {"latency", "energy", "dram"}
+    assert set(v.summaries) == {"latency", "energy", "dram", "onchip"}
     assert v.ref_source["name"] == "zigzag" and v.ours_source["name"] == "analytical"
     w = v.summaries["energy"].worst[0]
     assert {"mac", "rf", "glb", "dram"} <= set(w["ref_energy_uJ"]) and "noc" in w["ours_energy_uJ"]
@@ -128,7 +128,7 @@ def test_cli_validate_end_to_end(zz, capsys, tmp_path):
                         "--format", "json", "-q", "--workers", 1)
     assert rc == 0, err
     rep = json.loads(text)
-    assert rep["pairs"] == 6 and set(rep["metrics"]) == {"latency", "energy", "dram"}
+    assert rep["pairs"] == 6 and set(rep["metrics"]) == {"latency", "energy", "dram", "onchip"}
     assert {p.name for p in out.iterdir()} == {"validate.csv", "validate.json", "validate.txt", "validate.png"}
     rc, text, _ = run(capsys, "validate", "-w", tmp_path / "w.yaml", "-s", tmp_path / "s.yaml", "--sample", 3,
                       "--layers", 2, "--seed", 1, "-o", out, "--cache-dir", tmp_path / "c", "-q")
