@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="ZigZag processes (default: all cores)")
     ap.add_argument("--stem", default="validate-zigzag", help="output file stem under experiments/results/")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--fixture", default=None,
+                    help="also write ZigZag's per-pair numbers as a compact CSV (the test suite's reference: "
+                         "tests/accelerators/data/zigzag_sweep.csv)")
     args = ap.parse_args()
     accs = sweep_accelerators(args.dataflows)
     layers = sweep_layers()
@@ -69,6 +72,26 @@ def main() -> None:
                                  f"({', '.join(args.dataflows)})"))
     for p in write_outputs(v, args.out, args.stem).values():
         print("wrote", p)
+    if args.fixture:
+        write_fixture(v, args.fixture)
+        print("wrote", args.fixture)
+
+
+def write_fixture(v, path) -> None:
+    """ZigZag's answers for every pair of the sweep: the energy-ranking test's reference."""
+    import pandas as pd
+
+    from coexplore.common import atomic_write_text
+
+    rows = []
+    for i, a in enumerate(v.accelerators):
+        for j, l in enumerate(v.layers):
+            r = v.ref_records[i][j]
+            rows.append({"layer": l.name, "dataflow": a.dataflow, "pe_x": a.pe_x, "pe_y": a.pe_y,
+                         "rf_bytes": a.rf_bytes, "glb_bytes": a.glb_bytes, "dram_bw": a.dram_bw,
+                         "energy_pj": round(r["energy_pj"], 3), "dram_energy_pj": round(r["energy_pj_by_level"]["dram"], 3),
+                         "latency_cycles": r["latency_cycles"], "dram_bytes": r["dram_bytes"]})
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
 if __name__ == "__main__":
