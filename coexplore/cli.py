@@ -538,6 +538,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(ExitCode.OK) if summary["hdx_met"] else int(ExitCode.CONSTRAINTS_VIOLATED)
 
 
+def cmd_interplay(args: argparse.Namespace) -> int:
+    from accelerators import get_hardware_space
+    from search_spaces import get_search_space
+
+    from .constraints import ConstraintSet, check_feasible
+    from .interplay import interplay
+    from .objectives import Objective
+    from .pricing import CostTable
+
+    table = CostTable(get_search_space(args.space), get_hardware_space(args.hardware))
+    constraints = ConstraintSet.parse(args.constraint)
+    if len(constraints):
+        check_feasible(constraints, table)
+    rep = interplay(table, Objective.parse(args.objective), constraints, n=args.num_arch, seed=args.seed)
+    if args.format == "json":
+        _print_json(rep)
+        return 0
+    rows = [{"measure": "architectures sampled", "value": rep["architectures"]},
+            {"measure": "distinct best accelerators", "value": rep["distinct_best_accelerators"]},
+            {"measure": "share of the most common best (%)", "value": rep["top_share_pct"]},
+            {"measure": "best single accelerator", "value": rep["best_single_accelerator"]["accelerator"]},
+            {"measure": "  its regret: median / p95 / max (%)",
+             "value": f"{rep['best_single_accelerator']['median_pct']:.2f} / "
+                      f"{rep['best_single_accelerator']['p95_pct']:.2f} / {rep['best_single_accelerator']['max_pct']:.2f}"},
+            {"measure": f"  architectures it serves within {rep['tolerance_pct']:.0f}% (%)",
+             "value": rep["best_single_accelerator"]["within_tolerance_pct"]}]
+    if rep["constraints"]:
+        rows.insert(1, {"measure": "architectures that can meet the constraints (%)",
+                        "value": rep["feasible_architectures_pct"]})
+    _emit(rows, None, args.format if args.format != "table" else "table",
+          title=f"interplay of {rep['search_space']} x {rep['hardware_space']} by {rep['objective']}"
+                + (f" under {'; '.join(rep['constraints'])}" if rep["constraints"] else ""))
+    print(rep["verdict"])
+    return 0
+
+
 # ---------------------------------------------------------------------------------------
 # coexplore list / config / cache
 # ---------------------------------------------------------------------------------------
@@ -790,6 +826,18 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--quick", action="store_true", help="an even smaller budget (for tests)")
     de.set_defaults(func=cmd_demo)
 
+    ip = command("interplay", help="how much the best accelerator depends on the architecture in your spaces",
+                 description="Sample architectures, find each one's best accelerator (under the objective and "
+                             "constraints) and report how many distinct winners there are and the regret of using "
+                             "one accelerator for all: the number that says whether co-exploration matters.")
+    ip.add_argument("--space", default="proxyless-cifar10", help="search space name or YAML")
+    ip.add_argument("--hardware", default="default", help="hardware space name or YAML")
+    ip.add_argument("--objective", default="edap", help="edap (default), edp, latency, energy or area")
+    ip.add_argument("--constraint", action="append", default=[], help="e.g. 'latency <= 0.5ms'; repeatable")
+    ip.add_argument("--num-arch", type=int_at_least(1), default=5000, help="architectures sampled (default 5000)")
+    ip.add_argument("--seed", type=seed_int, default=0)
+    ip.set_defaults(func=cmd_interplay)
+
     ls = command("list", help="list built-in workloads, accelerators, spaces, methods and ops, with sizes")
     ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces", "methods", "ops"))
     ls.set_defaults(func=cmd_list)
@@ -814,7 +862,11 @@ def _command_hooks():
     """Commands contributed by other modules: ``hook(subparsers, command)`` adds its parsers."""
     from .validate import add_parser as validate_parser
 
-    return [validate_parser]
+    def datafree(sub, command):
+        from .datafree.cli import add_parsers
+        add_parsers(sub, command, lambda parser: _global_options(parser, top=False))
+
+    return [validate_parser, datafree]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

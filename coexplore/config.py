@@ -25,6 +25,7 @@ from .objectives import Objective
 PATH_MODES = ("gumbel", "binary", "darts")
 HW_ENCODINGS = ("expected", "argmax")
 HW_MODES = ("argmax", "gumbel")
+SURROGATES = ("evaluator", "exact")
 #: Seeds are 32-bit unsigned integers (what every RNG of the stack accepts).
 MAX_SEED = 2 ** 32 - 1
 
@@ -84,6 +85,7 @@ class RunConfig:
     steps_per_epoch: Optional[int] = None  # cap steps per epoch (null: one pass over the train split)
     path_mode: str = "gumbel"  # gumbel | binary | darts
     hw_encoding: str = "expected"  # what the hardware cost prices: expected (soft probabilities) | argmax (straight-through)
+    surrogate: str = "evaluator"  # differentiable hardware cost of dance/hdx: evaluator (DANCE's network) | exact (the cost table)
     tau0: float = 5.0  # initial Gumbel temperature, > 0
     tau_min: float = 0.5  # final Gumbel temperature (exponential schedule), in (0, tau0]
     w_lr: float = 0.05  # weight SGD learning rate (cosine), > 0
@@ -205,6 +207,7 @@ def _validate(c: RunConfig) -> None:
     _int("seed", c.seed, 0, MAX_SEED)
     _choice("path_mode", c.path_mode, PATH_MODES)
     _choice("hw_encoding", c.hw_encoding, HW_ENCODINGS)
+    _choice("surrogate", c.surrogate, SURROGATES)
     _choice("evaluator.hw_mode", c.evaluator.hw_mode, HW_MODES)
     from accelerators import MAPPING_OBJECTIVES, list_cost_sources
     _choice("cost_model", c.cost_model, list_cost_sources())

@@ -65,8 +65,9 @@ class Method:
     Attributes:
         name: its registry name.
         description: one line for ``coexplore list``.
-        needs_evaluator: the DANCE evaluator (built and cached, or loaded from
-            ``evaluator.path``) must exist before the search starts.
+        needs_evaluator: the method prices architectures with a differentiable hardware
+            surrogate: DANCE's evaluator (built and cached, or loaded from
+            ``evaluator.path``) or, with ``surrogate: exact``, the exact cost table.
         evaluator_constraints: train the evaluator's generator for the best accelerator
             *under the run's constraints* (HDX's choice of hardware).
         needs_constraints: refuse a config without constraints.
@@ -83,11 +84,21 @@ class Method:
 
     def hardware_cost(self, run):
         """The differentiable hardware cost of the architecture step (a
-        :class:`~coexplore.penalty.HardwareCost`), or None for none."""
-        if self.needs_evaluator:
-            from .penalty import EvaluatorCost
-            return EvaluatorCost(run.evaluator(), run.cfg.objective, run.cfg.evaluator.hw_mode)
-        return None
+        :class:`~coexplore.penalty.HardwareCost`), or None for none.
+
+        Methods that need a hardware surrogate get the one the config's ``surrogate`` names:
+        DANCE's neural evaluator (``evaluator``, built or loaded on first use) or the exact
+        cost table (``exact``, no training step).
+        """
+        if not self.needs_evaluator:
+            return None
+        if run.cfg.surrogate == "exact":
+            from .penalty import ExactTableCost
+            cons = run.cfg.constraints if self.evaluator_constraints else None
+            from .constraints import ConstraintSet
+            return ExactTableCost(run.table, run.cfg.objective, cons if cons is not None else ConstraintSet())
+        from .penalty import EvaluatorCost
+        return EvaluatorCost(run.evaluator(), run.cfg.objective, run.cfg.evaluator.hw_mode)
 
     def steering(self, run):
         """An object with ``adjust(grads, params, out) -> grads`` (and ``state_dict`` /

@@ -91,6 +91,56 @@ class EvaluatorCost(HardwareCost):
         return out
 
 
+class ExactTableCost(HardwareCost):
+    """The exact cost table as a differentiable cost: no neural surrogate, no training.
+
+    DANCE needed a neural evaluator because Timeloop is not differentiable, but the
+    analytical costs add up over layers, so the cost table prices any architecture
+    distribution exactly, on every accelerator, as ``fixed + enc @ table``
+    (:class:`~coexplore.pricing.CostTable`).  The hardware choice is the verifier's own rule
+    (:func:`~coexplore.constraints.constrained_argmin`: the best accelerator for the
+    objective among those meeting the constraints, else the least violating) taken on the
+    detached values, with straight-through gradients: the forward pass reports the chosen
+    accelerator's exact latency, energy and area, the backward pass differentiates them in
+    ``enc``.  So what the search steers is exactly what the final check measures.
+
+    Args:
+        table: the cost table of the search space x hardware space.
+        objective: the network objective.
+        constraints: the hard constraints the accelerator choice honours.
+    """
+
+    metrics = ("latency_s", "energy_j", "area_mm2")
+
+    def __init__(self, table, objective: Objective, constraints: ConstraintSet) -> None:
+        super().__init__()
+        self.objective = objective
+        self.constraints = constraints
+        self.accelerators = table.accelerators
+        f32 = torch.float32
+        self.register_buffer("fixed_latency", torch.as_tensor(table.fixed_latency, dtype=torch.float64).to(f32))
+        self.register_buffer("fixed_energy", torch.as_tensor(table.fixed_energy, dtype=torch.float64).to(f32))
+        self.register_buffer("cand_latency", torch.as_tensor(table.cand_latency, dtype=torch.float64).to(f32))
+        self.register_buffer("cand_energy", torch.as_tensor(table.cand_energy, dtype=torch.float64).to(f32))
+        self.register_buffer("area", torch.as_tensor(table.area, dtype=torch.float64).to(f32))
+        self.last_choice = -1  # index of the accelerator the last call chose (for logs)
+
+    def raw(self, enc: torch.Tensor) -> Dict[str, torch.Tensor]:
+        from .constraints import constrained_argmin
+        lat = self.fixed_latency + enc @ self.cand_latency  # [A]
+        en = self.fixed_energy + enc @ self.cand_energy
+        area = self.area
+        with torch.no_grad():
+            l64, e64, a64 = (t.detach().double().cpu().numpy() for t in (lat, en, area))
+            score = self.objective(l64, e64, a64)
+            idx, _ = constrained_argmin(score, self.constraints.violation(l64, e64, a64))
+        a = int(idx)
+        self.last_choice = a
+        out = {"latency_s": lat[a], "energy_j": en[a], "area_mm2": area[a]}
+        out["objective"] = self.objective(out["latency_s"], out["energy_j"], out["area_mm2"])
+        return out
+
+
 class MacsCost(HardwareCost):
     """NAS->HW's FLOPs proxy: expected multiply-accumulates ``fixed + enc . per_candidate``.
 

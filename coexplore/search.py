@@ -190,6 +190,8 @@ class CoExplorer:
     def evaluator(self) -> Evaluator:
         """The DANCE evaluator (loaded or built on first use; frozen)."""
         if self._evaluator is None:
+            if self.cfg.surrogate != "evaluator":
+                raise ConfigError(f"config: surrogate is {self.cfg.surrogate!r}: this run has no neural evaluator")
             self._evaluator = get_evaluator(self.cfg, self.table, self.cache_dir, progress=self.cfg.progress)
             self._evaluator.to(self.device)
             for p in self._evaluator.parameters():

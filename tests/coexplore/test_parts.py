@@ -371,3 +371,57 @@ def test_tensorboard_scalars_beside_the_csv(tmp_path, cache):
     assert "step/train_loss" in tags and "epoch/val_acc" in tags
     assert len(acc.Scalars("step/train_loss")) == 3 * 3  # 3 epochs x 3 steps
     assert [e.step for e in acc.Scalars("epoch/val_acc")] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------
+# the exact cost source, and the interplay of architecture and hardware
+# ---------------------------------------------------------------------------------------
+
+def test_exact_table_cost_is_what_the_verifier_measures(tmp_path, cache):
+    from coexplore.constraints import ConstraintSet
+    from coexplore.penalty import ExactTableCost
+    ex = CoExplorer(cfg("method=hdx", "surrogate=exact", "constraints=[latency <= 0.06ms]"), tmp_path / "r",
+                    cache_dir=cache)
+    cost = ex.trainer.penalty.cost
+    assert isinstance(cost, ExactTableCost) and not ex.has_evaluator
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sample = ex.space.sample(rng)
+        enc = torch.tensor(ex.space.encode(sample), requires_grad=True)
+        out = cost.raw(enc)
+        v = ex.verifier.check(sample)
+        assert cost.last_choice == v["accelerator_index"]
+        assert float(out["latency_s"]) == pytest.approx(v["metrics"]["latency_s"], rel=1e-5)
+        assert float(out["energy_j"]) == pytest.approx(v["metrics"]["energy_j"], rel=1e-5)
+        (g,) = torch.autograd.grad(out["latency_s"], enc)
+        np.testing.assert_allclose(g.numpy(), ex.table.cand_latency[:, v["accelerator_index"]], rtol=1e-5)
+
+
+def test_an_exact_surrogate_run_builds_no_evaluator(tmp_path):
+    res = run_search(cfg("method=hdx", "surrogate=exact", "constraints=[latency <= 0.08ms]"), tmp_path / "r",
+                     cache_dir=tmp_path / "cache")
+    assert res.status in ("ok", "constraints-violated") and res.generated_accelerator is None
+    assert not (tmp_path / "cache" / "evaluators").exists()
+
+
+def test_interplay_counts_the_winners(tmp_path, capsys):
+    from accelerators import get_hardware_space
+    from coexplore.cli import main
+    from coexplore.constraints import ConstraintSet, constrained_argmin
+    from coexplore.evaluator_data import random_onehot_encodings
+    from coexplore.interplay import interplay
+    from coexplore.objectives import Objective
+    from coexplore.pricing import CostTable
+    from search_spaces import get_search_space
+    table = CostTable(get_search_space("tiny-mnist"), get_hardware_space("small"))
+    cons = ConstraintSet.parse(["latency <= 0.07ms"])
+    rep = interplay(table, Objective("edap"), cons, n=400, seed=3)
+    enc = random_onehot_encodings(table.space, 400, np.random.default_rng(3))
+    lat, en, area = table.metrics(enc)
+    best, _ = constrained_argmin(lat * en * area, cons.violation(lat, en, area))
+    assert rep["distinct_best_accelerators"] == len(np.unique(best))
+    assert rep["top_share_pct"] == pytest.approx(100 * np.bincount(best).max() / 400)
+    assert rep["best_single_accelerator"]["median_pct"] >= 0
+    assert main(["--format", "json", "interplay", "--space", "tiny-mnist", "--hardware", "small", "--num-arch", "400",
+                 "--seed", "3", "--constraint", "latency <= 0.07ms"]) == 0
+    assert json.loads(capsys.readouterr().out)["distinct_best_accelerators"] == rep["distinct_best_accelerators"]
