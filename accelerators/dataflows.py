@@ -304,9 +304,6 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     n_p = d["n_p"]
     RS = R * S
     k_folds, c_folds = _cdiv(Kg, sp.k), _cdiv(Cg, sp.c)
-    # a PE cannot hold more filters or channels than the GLB tile gives its column and row
-    k_tile = _cdiv(np.minimum(d["t_m"], Kg), sp.k)
-    c_tile = _cdiv(np.minimum(d["t_c"], Cg), sp.c)
     full = rf_words >= RS + 1 + ps
     rs_w = np.where(full, RS, np.clip(rf_words - 1 - ps, 1, RS))
     n_rs = _cdiv(RS, rs_w)
@@ -314,9 +311,9 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     best = None
     for q in (1, 2, 4, 8, 16):
         f = (rf_words - 1) // (q * RS + ps)
-        ok = full & (f >= 1) & ((q == 1) | (q <= c_tile))
-        f = np.where(ok, np.clip(f, 1, k_tile), 1)
-        qq = np.where(ok, np.minimum(q, c_tile), 1)
+        ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
+        f = np.where(ok, np.clip(f, 1, k_folds), 1)
+        qq = np.where(ok, np.minimum(q, c_folds), 1)
         resident = (f >= k_folds) & (qq >= c_folds)  # all of the PE's weights stay: loaded once
         w = W * np.where(resident, 1, n_p)
         i = stream * _cdiv(k_folds, f)
@@ -363,27 +360,25 @@ def os_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     macs, W, O = L["macs"], L["W"], L["O"]
     ps = L.get("ps", 1)
     n_p, t_p, n_c, t_c = d["n_p"], d["t_p"], d["n_c"], d["t_c"]
-    k_slots = _cdiv(np.minimum(d["t_m"], Kg), sp.k)  # output channels of the tile per array block
+    k_slots = _cdiv(Kg, sp.k)
     folds = n_p * _cdiv(t_p, sp.p) * _cdiv(Q, sp.q)
     w_glb = W * folds
     win = ((sp.p - 1) * st + R) * ((sp.q - 1) * st + S)
     # (a) partial sums of o_rf output channels
-    o_rf = np.clip((rf_words - 2) // ps, 1, k_slots)  # at most the tile's channels per array block
+    o_rf = np.clip((rf_words - 2) // ps, 1, k_slots)
     i_a = G * Cg * win * folds * _cdiv(Kg, sp.k * o_rf)
     o_a = O * (2 * n_c - 1)
     # (b) a chunk of x inputs of the receptive field (t_c R S per tile) and one partial sum
     field = np.minimum(t_c, Cg) * R * S
     x = np.clip(rf_words - 1 - ps, 1, field)
     chunks = _cdiv(field, x)
-    i_b = G * Cg * win * folds * _cdiv(Kg, np.minimum(d["t_m"], Kg))  # once per fold and channel tile
+    i_b = G * Cg * win * folds
     o_b = O * (2 * n_c * chunks - 1)
     use_b = (rf_words - 1 - ps >= 1) & (i_b + o_b * ps < i_a + o_a * ps)
     i_glb = np.where(use_b, i_b, i_a)
     o_glb = np.where(use_b, o_b, o_a)
     reuse = np.where(use_b, k_slots, o_rf)
-    # each weight is broadcast to the PEs that hold output pixels of the tile (rows beyond the
-    # tile's output rows are idle)
-    deliver = w_glb * np.minimum(sp.p, t_p) * sp.q + i_glb * sp.k + o_glb
+    deliver = w_glb * sp.p * sp.q + i_glb * sp.k + o_glb
     inter_pe = np.maximum(0, macs // reuse - i_glb * sp.k)  # inputs passed between neighbouring PEs
     rf_reads = _rf_reads_per_mac(1.0, np.where(use_b, 1, o_rf), ps)
     return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe,
@@ -429,7 +424,7 @@ def rs_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     m_chunks = _cdiv(Kg, sp.k * f_rf)
     i_glb = G * Cg * Wd * ((sp.p - 1) * st + R) * folds * m_chunks
     o_glb = O * (2 * _cdiv(c_folds, q_rf) * n_s - 1) * np.ones_like(n_p)
-    deliver = w_glb * np.minimum(sp.p, t_p) + i_glb * sp.r * sp.k + o_glb
+    deliver = w_glb * sp.p + i_glb * sp.r * sp.k + o_glb
     inter_pe = (macs * n_s // (S * q_rf)) * np.ones_like(n_p)
     rf_reads = _rf_reads_per_mac(1.0, f_rf, ps)
     return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe, {"filters per PE": f_rf, "channels per PE": q_rf},

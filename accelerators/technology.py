@@ -40,7 +40,7 @@ from coexplore.common import ConfigError
 
 #: Version of the cost model; part of every cache key and evaluator checkpoint.  Bump it
 #: whenever a formula or constant below changes the numbers.
-COST_MODEL_VERSION = "2.1"
+COST_MODEL_VERSION = "2.0"
 
 
 @dataclass(frozen=True)
