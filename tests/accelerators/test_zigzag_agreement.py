@@ -6,8 +6,9 @@ accelerators x WS, OS and RS x 6 ResNet-18 and MobileNetV2 layers.  It was writt
 ``python experiments/validate_zigzag.py --fixture tests/accelerators/data/zigzag_sweep.csv``;
 ZigZag is not needed to run this test, which re-prices the sweep with the analytical model
 (a few milliseconds) and checks the agreement that ``experiments/results/validate-zigzag.md``
-reports.  The bars sit a little under the measured values, so that a change to the model's
-structure that costs agreement turns the test red.
+reports (``python experiments/zigzag_agreement.py`` prints it per grouping).  The bars sit a
+little under the measured values, so that a change to the model's structure that costs
+agreement turns the test red.
 """
 
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_the_sweep_is_complete(sweep):
 
 def test_latency_ranks_like_zigzag(sweep):
     rho = per_layer(sweep["ours"].cycles, sweep["cycles"])
-    assert np.median(rho) >= 0.72, rho  # measured 0.77
+    assert np.median(rho) >= 0.72, rho  # measured 0.77 (the 1.0 model: 0.77)
     assert 0.8 <= np.median(sweep["ours"].cycles / sweep["cycles"]) <= 1.25
 
 
@@ -75,7 +76,7 @@ def test_on_chip_energy_ranks_like_zigzag(sweep):
 
 
 def test_energy_ranks_like_zigzag(sweep):
-    # all three dataflows together; measured 0.67 (0.70 with the 1.0 model): what limits it is the
+    # all three dataflows together; measured 0.68 (0.70 with the 1.0 model): what limits it is the
     # DRAM traffic of ZigZag's whole-loop mappings, see experiments/results/validate-zigzag.md
     rho = per_layer(sweep["ours"].energy_j, sweep["energy"])
     assert np.median(rho) >= ENERGY_BAR, rho
@@ -83,11 +84,11 @@ def test_energy_ranks_like_zigzag(sweep):
 
 def test_ws_energy_ranks_like_zigzag(sweep):
     # within weight-stationary designs, where what the RF holds (filters x channels per PE) and
-    # partial-sum width decide the on-chip traffic: measured 0.92 (the 1.0 model: 0.78)
+    # partial-sum width decide the on-chip traffic: measured 0.93 (the 1.0 model: 0.78)
     idx = [i for i, a in enumerate(sweep["accs"]) if a.dataflow == "ws"]
     rho = per_layer(sweep["ours"].energy_j[idx], sweep["energy"][idx])
     assert np.median(rho) >= 0.85, rho
 
 
 ENERGY_BAR = 0.62
-ONCHIP_BAR = 0.58  # measured 0.63
+ONCHIP_BAR = 0.58  # measured 0.65
