@@ -308,8 +308,8 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     rs_w = np.where(full, RS, np.clip(rf_words - 1 - ps, 1, RS))
     n_rs = _cdiv(RS, rs_w)
     stream = N * G * Cg * P * Q * RS  # im2col input stream of one column fold
-    best = None
-    for q in (1, 2, 4, 8, 16):
+
+    def candidate(q):
         f = (rf_words - 1) // (q * RS + ps)
         ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
         f = np.where(ok, np.clip(f, 1, k_folds), 1)
@@ -318,13 +318,20 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
         w = W * np.where(resident, 1, n_p)
         i = stream * _cdiv(k_folds, f)
         o = O * (2 * _cdiv(c_folds, qq) * n_rs - 1)
+        return ok, f, qq, w, i, o
+
+    # only the proxy and the winning q are carried through the search; the winner's counts are
+    # computed once afterwards (the same formulas, with q an array)
+    best_proxy, best_q = None, None
+    for q in (1, 2, 4, 8, 16):
+        ok, _, _, w, i, o = candidate(q)
         proxy = w + i + o * ps
-        if best is None:
-            best = (proxy, f, qq, w, i, o)
+        if best_proxy is None:
+            best_proxy, best_q = proxy, np.ones(np.shape(proxy), dtype=np.int64)
         else:
-            better = ok & (proxy < best[0])
-            best = tuple(np.where(better, new_, old_) for new_, old_ in zip((proxy, f, qq, w, i, o), best))
-    _, f_rf, q_rf, w_glb, i_glb, o_glb = best
+            better = ok & (proxy < best_proxy)
+            best_proxy, best_q = np.where(better, proxy, best_proxy), np.where(better, q, best_q)
+    _, f_rf, q_rf, w_glb, i_glb, o_glb = candidate(best_q)
     w_glb, i_glb, o_glb = (np.broadcast_to(x, np.broadcast_shapes(x.shape, n_p.shape)) for x in (w_glb, i_glb, o_glb))
     deliver = w_glb + i_glb * sp.k + o_glb
     inter_pe = (macs * n_rs // (RS * q_rf)) * np.ones_like(n_p)  # partial sums passed down a column
