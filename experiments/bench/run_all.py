@@ -12,7 +12,8 @@ Figures (medians where timed, side by side with their baseline in the same run):
   * constraint satisfaction: share of finished runs under --runs meeting their constraints,
     per method (e.g. the demo's output folder).
 
-Usage: python experiments/bench/run_all.py [--runs runs/demo] [--evaluator ev.pt] [--zigzag-pairs 8] [--out bench-results]
+Usage: python experiments/bench/run_all.py [--runs runs/demo] [--evaluator ev.pt] [--zigzag-pairs 8]
+       [--areas cost zigzag evaluator overhead constraints] [--out bench-results]
 """
 
 from __future__ import annotations
@@ -155,20 +156,30 @@ def constraint_rows(runs):
     return rows
 
 
+AREAS = ("cost", "zigzag", "evaluator", "overhead", "constraints")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="*", default=[], help="run folders for the constraint-satisfaction figure")
     ap.add_argument("--evaluator", default=None, help="a saved evaluator whose report to use")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--zigzag-pairs", type=int, default=8, help="pairs timed with ZigZag (0: skip; needs the extra)")
+    ap.add_argument("--areas", nargs="+", choices=AREAS, default=list(AREAS),
+                    help="which figures to measure (default: all)")
     ap.add_argument("--out", default="bench-results")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = cost_model_rows(args.repeats)
-    if args.zigzag_pairs:
+    rows = []
+    if "cost" in args.areas:
+        rows += cost_model_rows(args.repeats)
+    if "zigzag" in args.areas and args.zigzag_pairs:
         rows += zigzag_rows(args.zigzag_pairs, args.repeats)
-    rows += evaluator_rows(args.evaluator) + overhead_rows(args.repeats * 4)
-    if args.runs:
+    if "evaluator" in args.areas:
+        rows += evaluator_rows(args.evaluator)
+    if "overhead" in args.areas:
+        rows += overhead_rows(args.repeats * 4)
+    if "constraints" in args.areas and args.runs:
         rows += constraint_rows(args.runs)
     import pandas as pd
     df = pd.DataFrame(rows)
