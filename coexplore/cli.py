@@ -657,7 +657,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             _print_json(info)
         else:
             print(f"cache: {info['path']} ({info['exists'] and 'exists' or 'not created yet'})")
-            _emit(info["parts"], {"total MB": info["total_bytes"] / 1e6}, "table" if args.format == "table" else args.format)
+            _emit(info["parts"], {"total MB": round(info["total_bytes"] / 1e6, 2)}, "table" if args.format == "table" else args.format)
         return 0
     removed = cache_clear(args.cache_dir, part=args.part)
     if args.format == "json":
@@ -894,7 +894,12 @@ def _load_plugins(paths: Sequence[str]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # key=value overrides on both sides of an option (`search -c C a=1 --out D b=2`): all of them count
+        if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
         return int(exc.code or 0)
     for k, v in {"quiet": False, "verbose": False, "format": "table", "cache_dir": None, "plugin": []}.items():

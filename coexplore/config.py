@@ -63,7 +63,7 @@ class HDXConfig:
     decay: float = 0.5  # delta relaxation per step once met, in (0, 1]
     kappa_max: float = 10.0  # cap of the margin factor, >= kappa0
     calibrate: bool = True  # steer the surrogate's target by the analytical check, every epoch
-    calibrate_step: float = 0.03  # target tightening per disagreeing epoch (fraction of the bound), in [0, 0.5]
+    calibrate_step: float = 0.03  # target tightening per epoch whose analytical check fails (fraction of the bound), in [0, 0.5]
 
 
 @dataclass(frozen=True)

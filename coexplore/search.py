@@ -250,7 +250,8 @@ class CoExplorer:
         stats = self.trainer.run_epoch(epoch, on_step)
         row, surrogate, check = self._epoch_row(epoch, stats, time.perf_counter() - t0)
         if self.calibrator is not None and surrogate:
-            row.update(self.calibrator.update(surrogate, check["metrics"], check["constraints"]))
+            row.update(self.calibrator.update(surrogate, check["metrics"], check["constraints"],
+                                              margins=epoch >= self.cfg.warmup_epochs))
         self.rows.append(row)
         self.epoch += 1
         for cb in self.callbacks:

@@ -105,3 +105,22 @@ def test_sweep_command_dry_run_and_errors(tmp_path, capsys):
     bad.write_text("grid: {lam: [-1]}\n")
     assert main(["sweep", str(bad), "--out", str(tmp_path / "sw2")]) == 2
     assert "lam must be >= 0" in capsys.readouterr().err
+
+
+def test_overrides_on_both_sides_of_an_option_all_count(monkeypatch):
+    """`search -c C a=1 --out D b=2`: argparse alone would reject b=2 as unrecognised."""
+    import coexplore.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_search", lambda args: seen.setdefault("o", list(args.overrides)) and 0)
+    build = cli.build_parser
+
+    def patched():  # the search subcommand calls the recording stand-in
+        p = build()
+        p._subparsers._group_actions[0].choices["search"].set_defaults(func=cli.cmd_search)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", patched)
+    assert main(["search", "seed=1", "--out", "x", "lam=0.5", "--quiet"]) == 0
+    assert seen["o"] == ["seed=1", "lam=0.5"]
+    assert main(["search", "--out", "x", "--bogus"]) == 2  # still an error when it is not an override
