@@ -47,7 +47,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 
@@ -59,6 +59,11 @@ MAX_DIM = {"N": 2 ** 24, "K": 2 ** 24, "C": 2 ** 24, "R": 128, "S": 128, "P": 2 
 #: Largest accepted MAC count and padded input size of one layer.
 MAX_MACS = 2 ** 40
 MAX_INPUT_ELEMS = 2 ** 40
+#: The per-layer precision fields (bits); ``None`` means the accelerator's own word width, so a
+#: layer without them is priced exactly as before they existed, and is written without them.
+PRECISION_FIELDS = ("weight_bits", "act_bits", "out_bits")
+#: Widest accepted bit width of a precision field.
+MAX_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,20 @@ class Layer:
     stride: int = 1  # spatial stride (same in both directions)
     groups: int = 1  # number of channel groups; C and K are divisible by it
     name: str = field(default="", compare=False)  # label for tables; not part of identity
+    weight_bits: Optional[int] = None  # bits per weight; None: the accelerator's word (today's pricing)
+    act_bits: Optional[int] = None  # bits per input activation; None: the accelerator's word
+    out_bits: Optional[int] = None  # bits per output / partial sum; None: the accelerator's word
 
     def __post_init__(self) -> None:
         where = f"layer {self.name!r}" if self.name else "layer"
+        for f in PRECISION_FIELDS:
+            v = getattr(self, f)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= MAX_BITS:
+                raise ConfigError(f"{where}: field {f} must be an integer in 1..{MAX_BITS} bits or null "
+                                  f"(the accelerator's word), got {v!r}")
+            object.__setattr__(self, f, int(v))
         if self.kind not in LAYER_KINDS:
             raise ConfigError(f"{where}: kind {self.kind!r} is unknown; allowed kinds: {list(LAYER_KINDS)}")
         for f in ("N", "K", "C", "R", "S", "P", "Q", "stride", "groups"):
@@ -145,15 +161,23 @@ class Layer:
         """Output activations."""
         return self.N * self.K * self.P * self.Q
 
+    @property
+    def has_precision(self) -> bool:
+        """True when any precision field is set (the layer asks for its own bit widths)."""
+        return any(getattr(self, f) is not None for f in PRECISION_FIELDS)
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         if not d["name"]:
             d.pop("name")
+        for f in PRECISION_FIELDS:  # unset precision is left out: old files and fingerprints are unchanged
+            if d[f] is None:
+                d.pop(f)
         return d
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], where: str = "layer") -> "Layer":
-        allowed = {"kind", "N", "K", "C", "R", "S", "P", "Q", "stride", "groups", "name"}
+        allowed = {"kind", "N", "K", "C", "R", "S", "P", "Q", "stride", "groups", "name", *PRECISION_FIELDS}
         check_keys(d, allowed, where, required=("kind", "K", "C"))
         d = dict(d)
         d.setdefault("N", 1)

@@ -177,7 +177,7 @@ def space_reference_cost(source) -> float:
         source: a :class:`~coexplore.verify.Verifier` or :class:`OneShotProblem` (anything
             with ``space``, ``table`` and ``objective``).
     """
-    enc = np.concatenate([np.full(len(b.candidates), 1.0 / len(b.candidates)) for b in source.space.blocks])
+    enc = np.concatenate([np.full(len(b.candidates), 1.0 / len(b.candidates)) for b in source.space.choices])
     lat, en, area = source.table.metrics(enc[None, :])
     ref = float(np.min(np.asarray(source.objective(np.asarray(lat), np.asarray(en), np.asarray(area)),
                                   dtype=np.float64)))
@@ -237,7 +237,7 @@ def pareto_front_indices(rows: Sequence[Dict[str, Any]]) -> List[int]:
 # ---------------------------------------------------------------------------------------
 
 def _radices(space) -> List[int]:
-    return [len(b.candidates) for b in space.blocks]
+    return [len(c.candidates) for c in space.choices]  # one gene per choice (op, and bits where offered)
 
 
 def _space_size(radices: Sequence[int]) -> int:
@@ -248,11 +248,11 @@ def _space_size(radices: Sequence[int]) -> int:
 
 
 def _sample(space, arch: Sequence[int]) -> Dict[str, str]:
-    return {b.label: b.candidates[int(i)] for b, i in zip(space.blocks, arch)}
+    return {c.label: c.candidates[int(i)] for c, i in zip(space.choices, arch)}
 
 
 def _genome(space, sample: Mapping[str, str]) -> Genome:
-    return tuple(b.candidates.index(sample[b.label]) for b in space.blocks)
+    return tuple(c.candidates.index(sample[c.label]) for c in space.choices)
 
 
 def _decode_index(index: int, radices: Sequence[int]) -> Genome:
@@ -301,7 +301,7 @@ class Scorer:
         self.problem = problem
         self.joint_hw = bool(joint_hw)
         self.budget = int(budget)
-        self.num_blocks = len(problem.space.blocks)
+        self.num_blocks = len(problem.space.choices)  # architecture genes: one per choice
         self.radices = _radices(problem.space) + ([problem.table.num_accelerators] if self.joint_hw else [])
         self.rows: List[Row] = []
         self.index: Dict[Genome, int] = {}  # genome -> row
@@ -845,7 +845,7 @@ class NSGA2Search(PymooSearch):
                  crossover_prob: float = 0.9, mutation_prob: Optional[float] = None, joint_hw: bool = False,
                  max_generations: Optional[int] = None, max_stall: int = 3) -> None:
         self.crossover_prob = _check_prob(self.name, "crossover_prob", crossover_prob, open_low=False)
-        n_genes = len(problem.space.blocks) + int(bool(joint_hw)) if isinstance(problem, OneShotProblem) else 1
+        n_genes = len(problem.space.choices) + int(bool(joint_hw)) if isinstance(problem, OneShotProblem) else 1
         self.mutation_prob = (1.0 / n_genes if mutation_prob is None
                               else _check_prob(self.name, "mutation_prob", mutation_prob, open_low=True))
         super().__init__(problem, budget, rng, population=population, joint_hw=joint_hw,

@@ -438,22 +438,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from search_spaces import get_data
     from search_spaces.tasks import get_task
     from search_spaces.train import resolve_device
 
     from .finalize import chance_level, retrain
     from .runfolder import write_result
+    from .search import load_data
 
     run = Path(args.run)
     result, cfg, space = _run_parts(run)
     device = resolve_device(args.device)
     d = cfg.data
-    data = get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, batch_size=d.batch_size,
-                    augment=d.augment, limit=d.limit, cache_dir=args.cache_dir)
+    data = load_data(d, cfg.seed, cache_dir=args.cache_dir, progress=not args.quiet)
     epochs = args.epochs or max(1, cfg.retrain_epochs)
     rt = retrain(space, result.architecture, data, epochs, args.lr or cfg.retrain_lr, device, cfg.seed,
-                 progress=not args.quiet)
+                 progress=not args.quiet, float_reference=bool(getattr(space, "has_bits", False)))
     acc = rt["test_accuracy"]
     task = get_task(space)
     result = result.with_(retrains=[*result.retrains, rt], accuracy_source="retrained-test (coexplore retrain)",

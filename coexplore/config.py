@@ -34,12 +34,21 @@ MAX_SEED = 2 ** 32 - 1
 class DataConfig:
     """Which data the search trains on."""
 
-    name: str = "mnist-embedded"  # mnist-embedded | cifar10 | image-folder
-    path: Optional[str] = None  # source for cifar10 / image-folder
+    name: str = "mnist-embedded"  # mnist-embedded | cifar10 | image-folder | synthetic (data-free, DANCE++)
+    path: Optional[str] = None  # source for cifar10 / image-folder (with synthetic: of the teacher's test split)
     limit: Optional[int] = None  # cap per split (stratified), for quick runs; null: everything
     val_fraction: float = 0.2  # training images held out for the architecture step, in (0, 1)
     batch_size: int = 64  # images per step
     augment: bool = True  # standard augmentation on the weight step
+    teacher: Optional[str] = None  # synthetic: the teacher file (`coexplore teacher train`) the samples distil
+    generator: str = "gdfq"  # synthetic: the data-free source: gdfq | qimera | clusterq | lrq | zeroq
+    generator_steps: int = 200  # synthetic: training steps of the generator against the teacher, before the search
+    synthetic_samples: int = 4000  # synthetic: images drawn from the generator (train + val)
+
+
+#: The data-free sources a data-free search (``data.name: synthetic``) can draw from: the
+#: generator-based methods of :mod:`coexplore.datafree` and ZeroQ's optimised noise.
+DATAFREE_SOURCES = ("gdfq", "qimera", "clusterq", "lrq", "zeroq")
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,17 @@ def _validate(c: RunConfig) -> None:
         _int("data.limit", d.limit, 1)
     _num("data.val_fraction", d.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
     _int("data.batch_size", d.batch_size, 1, 1 << 16)
+    _int("data.generator_steps", d.generator_steps, 0, 1 << 24)
+    _int("data.synthetic_samples", d.synthetic_samples, 2, 1 << 24)
+    if d.name == "synthetic":
+        if not isinstance(d.teacher, str) or not d.teacher:
+            raise ConfigError("config: data.teacher is required with data.name: synthetic (a teacher file from "
+                              "`coexplore teacher train`)")
+        free = sorted(DATAFREE_SOURCES)
+        if d.generator not in free:
+            raise ConfigError(f"config: data.generator must be one of {', '.join(free)}, got {d.generator!r}")
+    elif d.teacher is not None:
+        raise ConfigError(f"config: data.teacher is only used with data.name: synthetic (data.name is {d.name!r})")
     e = c.evaluator
     _int("evaluator.num_arch", e.num_arch, 10)
     _int("evaluator.pairs_per_arch", e.pairs_per_arch, 1)
@@ -436,7 +456,7 @@ def _resolve_relative(data: Dict[str, Any], base: Path) -> Dict[str, Any]:
     for key in ("search_space", "hardware_space"):
         if isinstance(out.get(key), str) and out[key].endswith((".yaml", ".yml")):
             out[key] = fix(out[key])
-    for section, key in (("data", "path"), ("evaluator", "path")):
+    for section, key in (("data", "path"), ("data", "teacher"), ("evaluator", "path")):
         if isinstance(out.get(section), dict) and out[section].get(key):
             out[section] = {**out[section], key: fix(out[section][key])}
     return out
@@ -471,6 +491,7 @@ _UNITS = {
     "seed": "-", "lam": "-", "search_epochs": "epochs", "warmup_epochs": "epochs", "steps_per_epoch": "steps",
     "tau0": "-", "tau_min": "-", "retrain_epochs": "epochs", "baseline_budget": "architectures",
     "population": "designs", "data.limit": "images per split", "data.batch_size": "images",
+    "data.generator_steps": "steps", "data.synthetic_samples": "images",
     "data.val_fraction": "fraction", "evaluator.num_arch": "architectures", "evaluator.pairs_per_arch": "pairs",
     "evaluator.epochs_generator": "epochs", "evaluator.epochs_estimator": "epochs",
     "hdx.calibrate_step": "fraction of the bound",

@@ -386,7 +386,7 @@ def _min_energy_within_latency(table, a: int, lat_limit: float, incumbent: float
         ``a`` beats the incumbent; ``complete`` is false when the front outgrew
         ``max_front`` and the search was abandoned.
     """
-    offs = table.space.offsets
+    offs = table.block_offsets
     blocks = list(zip(offs[:-1], offs[1:]))
     cl = [table.cand_latency[lo:hi, a] for lo, hi in blocks]
     ce = [table.cand_energy[lo:hi, a] for lo, hi in blocks]
@@ -496,9 +496,9 @@ def check_feasible(constraints: Union[ConstraintSet, Iterable[Union[str, Constra
     # least-energy design of every area-feasible accelerator.
     for tot_ch in (lat_ch, en_ch):
         lat_w = table.fixed_latency[accs] + sum(
-            table.cand_latency[lo + tot_ch[b], accs] for b, lo in enumerate(table.space.offsets[:-1]))
+            table.cand_latency[lo + tot_ch[b], accs] for b, lo in enumerate(table.block_offsets[:-1]))
         en_w = table.fixed_energy[accs] + sum(
-            table.cand_energy[lo + tot_ch[b], accs] for b, lo in enumerate(table.space.offsets[:-1]))
+            table.cand_energy[lo + tot_ch[b], accs] for b, lo in enumerate(table.block_offsets[:-1]))
         good = np.flatnonzero((lat_w <= lat_b * (1 + _RTOL)) & (en_w <= en_b * (1 + _RTOL)))
         if good.size:
             j = int(good[np.argmin(en_w[good] / en_b + lat_w[good] / lat_b)])

@@ -36,8 +36,8 @@ def chance_level(accuracy: float, chance: float, samples: int, sigmas: float = 3
     return accuracy <= p + sigmas * math.sqrt(max(p * (1.0 - p), 1e-12) / samples)
 
 
-def retrain(space, sample: Mapping[str, str], data, epochs: int, lr: float, device: Any, seed: int,
-            progress: bool = False) -> Dict[str, Any]:
+def retrain(space, sample: Mapping[str, Any], data, epochs: int, lr: float, device: Any, seed: int,
+            progress: bool = False, float_reference: bool = False) -> Dict[str, Any]:
     """Train one architecture from scratch on the training split and score it on the test split.
 
     Initial weights are drawn from a generator seeded by ``seed`` (and module construction
@@ -53,10 +53,19 @@ def retrain(space, sample: Mapping[str, str], data, epochs: int, lr: float, devi
         device: where to train.
         seed: seeds the initialisation and the training's own randomness.
         progress: progress bars.
+        float_reference: in a space with bit widths, also train the same architecture in float
+            (same seed) and report its accuracy as ``float_test_accuracy``.
+
+    In a space with bit widths (``space.has_bits``) the network is built with its quantised
+    ops at the sample's bits (LSQ weights, PACT activations), so this is quantisation-aware
+    training, and ``test_accuracy`` is the quantised accuracy.
 
     Returns:
         ``epochs``, ``lr``, ``test_accuracy``, ``test_loss``, ``test_samples``,
-        ``final_train_accuracy``, ``parameters``, ``seconds``.
+        ``final_train_accuracy``, ``parameters``, ``seconds``; with bit widths also
+        ``quantized: true``, ``quantized_test_accuracy`` (= ``test_accuracy``), ``bits``
+        (layer counts per ``w{b}a{b}`` and the weight storage in bits) and, with
+        ``float_reference``, ``float_test_accuracy``.
 
     Raises:
         coexplore.trainer.DivergedError: the training or test loss is not finite.
@@ -67,21 +76,35 @@ def retrain(space, sample: Mapping[str, str], data, epochs: int, lr: float, devi
     from .trainer import DivergedError
 
     seeds = RunSeeds(seed)
-    with isolated_torch_rng(seeds.entropy("retrain-init")):
-        model = build_network(space, sample, generator=seeds.torch("retrain-init"))
+    quantized = bool(getattr(space, "has_bits", False))
+
+    def one(quant: bool):
+        with isolated_torch_rng(seeds.entropy("retrain-init")):
+            model = build_network(space, sample, generator=seeds.torch("retrain-init"), quantized=quant)
+        hist = train_network(model, data.train, epochs, lr, device, seed=seeds.entropy("retrain-steps") % (2 ** 63),
+                             progress=progress)
+        res = evaluate_network(model, data.test, device)
+        train_loss = float(hist[-1]["loss"]) if hist else float("nan")
+        if not math.isfinite(train_loss) or not math.isfinite(float(res["loss"])):
+            raise DivergedError(f"retraining: the {'training' if not math.isfinite(train_loss) else 'test'} loss is "
+                                f"not finite after {epochs} epoch(s) at lr {lr:g}; lower retrain_lr")
+        return model, hist, res
+
     t0 = time.perf_counter()
-    hist = train_network(model, data.train, epochs, lr, device, seed=seeds.entropy("retrain-steps") % (2 ** 63),
-                         progress=progress)
-    res = evaluate_network(model, data.test, device)
-    train_loss = float(hist[-1]["loss"]) if hist else float("nan")
-    if not math.isfinite(train_loss) or not math.isfinite(float(res["loss"])):
-        raise DivergedError(f"retraining: the {'training' if not math.isfinite(train_loss) else 'test'} loss is "
-                            f"not finite after {epochs} epoch(s) at lr {lr:g}; lower retrain_lr")
-    return {"epochs": int(epochs), "lr": float(lr), "test_accuracy": float(res["accuracy"]),
-            "test_loss": float(res["loss"]), "test_samples": int(res["samples"]),
-            "final_train_accuracy": float(hist[-1]["accuracy"]) if hist else None,
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-            "seconds": time.perf_counter() - t0}
+    model, hist, res = one(quantized)
+    out = {"epochs": int(epochs), "lr": float(lr), "test_accuracy": float(res["accuracy"]),
+           "test_loss": float(res["loss"]), "test_samples": int(res["samples"]),
+           "final_train_accuracy": float(hist[-1]["accuracy"]) if hist else None,
+           "parameters": int(sum(p.numel() for p in model.parameters())),
+           "seconds": time.perf_counter() - t0}
+    if quantized:
+        from search_spaces.quant import bit_summary
+        out.update(quantized=True, quantized_test_accuracy=out["test_accuracy"], bits=bit_summary(model))
+        if float_reference:
+            _, _, fres = one(False)
+            out["float_test_accuracy"] = float(fres["accuracy"])
+            out["seconds"] = time.perf_counter() - t0
+    return out
 
 
 class Finalizer:
@@ -120,7 +143,7 @@ class Finalizer:
             baseline=extra)
         if cfg.retrain_epochs > 0:
             rt = retrain(run.space, sample, run.data, cfg.retrain_epochs, cfg.retrain_lr, run.device, cfg.seed,
-                         progress=cfg.progress)
+                         progress=cfg.progress, float_reference=bool(getattr(run.space, "has_bits", False)))
             acc = rt["test_accuracy"]
             result = result.with_(retrain=rt, accuracy_source="retrained-test",
                                   metrics={**metrics, "accuracy": acc, "error": 1.0 - acc},

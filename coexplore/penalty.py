@@ -124,11 +124,13 @@ class ExactTableCost(HardwareCost):
         self.register_buffer("cand_energy", torch.as_tensor(table.cand_energy, dtype=torch.float64).to(f32))
         self.register_buffer("area", torch.as_tensor(table.area, dtype=torch.float64).to(f32))
         self.last_choice = -1  # index of the accelerator the last call chose (for logs)
+        self._rows = table.candidate_table.weights  # encoding -> per-(op, bits) rows; identity without bits
 
     def raw(self, enc: torch.Tensor) -> Dict[str, torch.Tensor]:
         from .constraints import constrained_argmin
-        lat = self.fixed_latency + enc @ self.cand_latency  # [A]
-        en = self.fixed_energy + enc @ self.cand_energy
+        rows = self._rows(enc)
+        lat = self.fixed_latency + rows @ self.cand_latency  # [A]
+        en = self.fixed_energy + rows @ self.cand_energy
         area = self.area
         with torch.no_grad():
             l64, e64, a64 = (t.detach().double().cpu().numpy() for t in (lat, en, area))
@@ -151,19 +153,21 @@ class MacsCost(HardwareCost):
 
     metrics = ("macs",)
 
-    def __init__(self, fixed_macs: float, candidate_macs: Sequence[float]) -> None:
+    def __init__(self, fixed_macs: float, candidate_macs: Sequence[float], rows=None) -> None:
         super().__init__()
         self.fixed_macs = float(fixed_macs)
+        self._rows = rows  # encoding -> per-(op, bits) rows (CandidateTable.weights); None: the identity
         self.register_buffer("candidate_macs", torch.as_tensor(list(candidate_macs), dtype=torch.float32))
 
     @staticmethod
     def for_space(space) -> "MacsCost":
         from search_spaces.pricing import candidate_layer_table
         cl = candidate_layer_table(space)
-        return MacsCost(sum(l.macs for l in cl.fixed), [sum(l.macs for l in c) for c in cl.candidates])
+        return MacsCost(sum(l.macs for l in cl.fixed), [sum(l.macs for l in c) for c in cl.candidates], cl.weights)
 
     def raw(self, enc: torch.Tensor) -> Dict[str, torch.Tensor]:
-        macs = self.fixed_macs + enc @ self.candidate_macs.to(enc.dtype)
+        rows = self._rows(enc) if self._rows is not None else enc
+        macs = self.fixed_macs + rows @ self.candidate_macs.to(enc.dtype)
         return {"objective": macs, "macs": macs}
 
 

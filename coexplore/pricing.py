@@ -59,6 +59,11 @@ class CostTable:
                               f"got {type(self.model).__name__}")
         self.batch = batch
         cands = candidate_layer_table(space, N=batch)
+        #: the per-(block, op, bits) layer table; its ``weights`` maps encodings onto the rows
+        self.candidate_table = cands
+        #: start of each block's rows (``len(blocks) + 1``): per block one row per op, or per
+        #: (op, wbits, abits) combination in a mixed-precision space
+        self.block_offsets = cands.block_offsets
         fixed = list(cands.fixed)
         segments: List[Tuple[int, int]] = []
         layers = list(fixed)
@@ -106,8 +111,9 @@ class CostTable:
             Three arrays: ``[n, A]`` each (``[n]`` with ``acc_index``).
         """
         enc = np.atleast_2d(np.asarray(enc, dtype=np.float64))
-        if enc.shape[1] != self.cand_latency.shape[0]:
-            raise ConfigError(f"encoding width {enc.shape[1]} != search space encoding size {self.cand_latency.shape[0]}")
+        if enc.shape[1] != self.space.encoding_size:
+            raise ConfigError(f"encoding width {enc.shape[1]} != search space encoding size {self.space.encoding_size}")
+        enc = self.candidate_table.weights(enc)  # the identity without bit choices
         if acc_index is None:
             lat = self.fixed_latency[None, :] + enc @ self.cand_latency
             en = self.fixed_energy[None, :] + enc @ self.cand_energy
@@ -181,7 +187,7 @@ class CostTable:
         total = fixed[accs].copy()
         cols = np.arange(len(accs))
         choice = []
-        for lo, hi in zip(self.space.offsets[:-1], self.space.offsets[1:]):
+        for lo, hi in zip(self.block_offsets[:-1], self.block_offsets[1:]):
             sub = cand[lo:hi][:, accs]
             idx = np.argmin(sub, axis=0)
             total = total + sub[idx, cols]
@@ -189,5 +195,5 @@ class CostTable:
         return total, np.asarray(choice, dtype=np.int64).reshape(len(choice), len(accs))
 
     def architecture(self, choice: Sequence[int]) -> Dict[str, str]:
-        """``{label: op}`` from one candidate index per block."""
-        return {b.label: b.candidates[int(i)] for b, i in zip(self.space.blocks, choice)}
+        """``{label: value}`` from one row index per block (within the block's rows)."""
+        return self.candidate_table.architecture(choice)

@@ -70,6 +70,18 @@ def evaluator_cache_key(cfg: RunConfig, table: CostTable) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def load_data(d, seed: int, cache_dir: Optional[Path] = None, progress: bool = False):
+    """The run's :class:`~search_spaces.data.DataBundle`: a dataset (:func:`search_spaces.get_data`),
+    or with ``data.name: synthetic`` a teacher's synthetic samples (data-free, DANCE++;
+    :mod:`coexplore.datafree.cosearch`)."""
+    if d.name == "synthetic":
+        from .datafree.cosearch import synthetic_data
+        return synthetic_data(d, seed, cache_dir=cache_dir, progress=progress)
+    from search_spaces.data import get_data
+    return get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=seed, batch_size=d.batch_size,
+                    augment=d.augment, limit=d.limit, cache_dir=cache_dir)
+
+
 def get_evaluator(cfg: RunConfig, table: CostTable, cache_dir: Optional[Path] = None,
                   progress: bool = False) -> Evaluator:
     """The configured evaluator checkpoint, or one built (and cached) for these spaces.
@@ -120,7 +132,6 @@ class CoExplorer:
     def __init__(self, cfg: RunConfig, run_dir: Union[str, Path], callbacks: Sequence[Callback] = (),
                  cache_dir: Optional[Union[str, Path]] = None) -> None:
         from search_spaces import Supernet, TemperatureSchedule
-        from search_spaces.data import get_data
         from search_spaces.tasks import get_task
         from search_spaces.train import resolve_device
 
@@ -145,8 +156,7 @@ class CoExplorer:
                                           *([TensorBoardLogger()] if cfg.tensorboard else []), *callbacks]
 
         d = cfg.data
-        self.data = get_data(d.name, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, batch_size=d.batch_size,
-                             augment=d.augment, limit=d.limit, cache_dir=self.cache_dir)
+        self.data = load_data(d, cfg.seed, cache_dir=self.cache_dir, progress=cfg.progress)
         expect = (self.space.input_channels, self.space.resolution, self.space.resolution)
         if self.data.num_classes != self.space.num_classes or tuple(self.data.input_shape) != expect:
             raise ConfigError(
@@ -201,7 +211,7 @@ class CoExplorer:
     def arch_log_probs(self) -> Dict[str, np.ndarray]:
         """``{label: log p of each candidate}`` under the current architecture distribution."""
         return {b.label: torch.log_softmax(p.detach().cpu(), -1).numpy()
-                for b, p in zip(self.space.blocks, self.supernet.arch_parameters())}
+                for b, p in zip(self.space.choices, self.supernet.arch_parameters())}
 
     def evaluate_architecture(self, sample: Dict[str, str]) -> Dict[str, float]:
         """Inherited-weight validation quality of one architecture (the task's metric, e.g.

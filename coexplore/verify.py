@@ -96,7 +96,7 @@ class Verifier:
             ``(architecture, check, moves)``: the repaired architecture, its :meth:`check`
             and the moves made (``{"block", "from", "to"}``).
         """
-        blocks = self.space.blocks
+        blocks = self.space.choices  # every labelled choice: ops, and bit widths where offered
         current: Sample = dict(sample)
         moves: List[Dict[str, str]] = []
         cur_v = float(self.violation(current).min())

@@ -55,6 +55,28 @@ MUTATIONS = [
     ("M11", "divergence is not detected", "coexplore/trainer.py",
      "                if not math.isfinite(step_loss) or step_loss > EXPLOSION * max(1.0, self.reference_loss or 1.0):",
      "                if False:  # mutant", "tests/test_hardening.py"),
+    ("M12", "LSQ weight quantisation without rounding (clamp only)", "search_spaces/quant.py",
+     "        return torch._fake_quantize_learnable_per_channel_affine(\n"
+     "            weight, self.step(bits).abs() + _EPS, zero, 0, qn, qp, grad_factor)",
+     "        s_ = (self.step(bits).abs() + _EPS).view(-1, *([1] * (weight.dim() - 1)))\n"
+     "        return torch.maximum(torch.minimum(weight, qp * s_), qn * s_)  # mutant",
+     "tests/search_spaces/test_precision.py"),
+    ("M13", "a block's layers do not carry its bit choice (bits dropped from pricing)", "search_spaces/space.py",
+     "        return self._with_bits(_ops.op_layers(op, b.C_in, b.C_out, b.stride, b.in_hw, N=N, prefix=b.label),\n"
+     "                               wbits, abits)",
+     "        return _ops.op_layers(op, b.C_in, b.C_out, b.stride, b.in_hw, N=N, prefix=b.label)  # mutant",
+     "tests/search_spaces/test_precision.py"),
+    ("M14", "the candidate table's weights ignore the wbits slice", "search_spaces/pricing.py",
+     "                m = m * pw[..., None, :, None]",
+     "                m = m * (pw[..., None, :, None] * 0 + 1.0 / pw.shape[-1])  # mutant",
+     "tests/search_spaces/test_precision.py"),
+    ("M15", "the supernet ignores the drawn bit widths", "search_spaces/supernet.py",
+     "                x = cell(x, path.active, path.weights, path.probes, gates[0], gates[1])",
+     "                x = cell(x, path.active, path.weights, path.probes, None, None)  # mutant",
+     "tests/search_spaces/test_precision.py"),
+    ("M16", "retraining builds the float network in a space with bits (no QAT)", "coexplore/finalize.py",
+     "    model, hist, res = one(quantized)", "    model, hist, res = one(False)  # mutant",
+     "tests/coexplore/test_precision_search.py"),
 ]
 
 

@@ -57,12 +57,14 @@ class OpDef:
     build: OpBuilder  # constructor ``(C_in, C_out, stride) -> nn.Module``
     layers: Optional[OpLayersFn] = None  # analytic layer list; None: traced with forward hooks
     skip: bool = False  # True for ops that skip the layer (identity; no layers; dropped by freeze)
+    quantizable: Optional[bool] = None  # can run at given bit widths; None: decided by its conv/linear layers
 
 
 OPS: Registry[OpDef] = Registry("op")
 
 
 def register_op(name: str, *, layers: Optional[OpLayersFn] = None, skip: bool = False,
+                quantizable: Optional[bool] = None,
                 registry: Registry[OpDef] = OPS) -> Callable[[OpBuilder], OpBuilder]:
     """Decorator registering an op constructor ``(C_in, C_out, stride) -> nn.Module``.
 
@@ -78,6 +80,9 @@ def register_op(name: str, *, layers: Optional[OpLayersFn] = None, skip: bool = 
         layers: optional ``(C_in, C_out, stride, (H, W), N) -> list[Layer]``; without it the
             op's layers are found by tracing its module with forward hooks.
         skip: mark a skip op (identity; only offered where shapes agree).
+        quantizable: whether the op can carry bit widths (its ``nn.Conv2d`` / ``nn.Linear``
+            layers are fake-quantised by :func:`build_quant_op`); ``None`` decides by building
+            it and looking for such layers.  Skip ops carry no layers, so they never refuse bits.
         registry: the registry to add to (tests use a private one).
 
     Returns:
@@ -85,7 +90,7 @@ def register_op(name: str, *, layers: Optional[OpLayersFn] = None, skip: bool = 
     """
 
     def deco(fn: OpBuilder) -> OpBuilder:
-        registry.register(name, OpDef(name.lower(), fn, layers, skip))
+        registry.register(name, OpDef(name.lower(), fn, layers, skip, quantizable))
         return fn
 
     return deco
@@ -109,6 +114,46 @@ def is_skip_op(name: str) -> bool:
 def build_op(name: str, C_in: int, C_out: int, stride: int) -> nn.Module:
     """Instantiate op ``name`` for a ``[B, C_in, H, W] -> [B, C_out, H/stride, W/stride]`` layer."""
     return get_op(name).build(C_in, C_out, stride)
+
+
+def can_carry_bits(name: str, C_in: int, C_out: int, stride: int, in_hw: HW = 8) -> bool:
+    """True if op ``name`` can run at given bit widths in a block of this geometry.
+
+    Skip ops can (they run nothing, so the bits are moot); others need at least one
+    ``nn.Conv2d`` / ``nn.Linear`` for :func:`build_quant_op` to quantise.
+    """
+    op = get_op(name)
+    if op.skip:
+        return True
+    if op.quantizable is not None:
+        return bool(op.quantizable)
+    module = op.build(C_in, C_out, stride)
+    return any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module.modules())
+
+
+def build_quant_op(name: str, C_in: int, C_out: int, stride: int, wbits: Sequence[int], abits: Sequence[int],
+                   act_mode: str = "pact") -> nn.Module:
+    """Op ``name`` with every conv / linear fake-quantised for quantisation-aware training.
+
+    Weights: LSQ with one learnable step per entry of ``wbits`` (the first is the initial
+    setting); activations: ``act_mode`` (PACT by default, initialised from the first training
+    batch), at ``abits[0]`` initially.  The supernet switches or mixes the bits per forward
+    (:func:`search_spaces.quant.mixed_bits`), a frozen network keeps the ones it is set to.
+
+    Args:
+        name: a registered op that can carry bits (:func:`can_carry_bits`).
+        C_in, C_out, stride: its geometry.
+        wbits, abits: the weight and activation bit widths it may run at (non-empty).
+    """
+    from .quant import quantize_model
+
+    module = build_op(name, C_in, C_out, stride)
+    if get_op(name).skip:
+        return module
+    if not can_carry_bits(name, C_in, C_out, stride):
+        raise ConfigError(f"op {name!r} cannot carry bit widths: it runs no convolution or linear layer")
+    return quantize_model(module, wbits[0], abits[0], act_mode=act_mode, first_input_bits=None, inplace=True,
+                          weight_mode="lsq", wbit_choices=tuple(wbits), auto_calibrate=True)
 
 
 def _hw(hw: HW) -> Tuple[int, int]:
@@ -211,7 +256,7 @@ def _register_mbconv(kernel: int, expand: int) -> None:
         return mbconv_layers(C_in, C_out, stride, in_hw, N, kernel, expand)
 
     build.__doc__ = f"MBConv, {kernel}x{kernel} depthwise, expansion {expand}."
-    register_op(f"mb{kernel}_e{expand}", layers=layers)(build)
+    register_op(f"mb{kernel}_e{expand}", layers=layers, quantizable=True)(build)
 
 
 for _k in (3, 5, 7):
@@ -229,7 +274,7 @@ def _register_conv(kernel: int) -> None:
         return [conv(C_in, C_out, kernel, out_hw, stride=stride, N=N, name="conv")]
 
     build.__doc__ = f"Plain {kernel}x{kernel} conv + BN + ReLU6."
-    register_op(f"conv{kernel}x{kernel}", layers=layers)(build)
+    register_op(f"conv{kernel}x{kernel}", layers=layers, quantizable=True)(build)
 
 
 for _k in (1, 3):

@@ -26,6 +26,18 @@ quantisation-aware training and by the data-free quantisation methods of
     quantised with the straight-through op; ``alpha`` receives PACT's gradient (1 where the input
     was clipped above, -1 where clipped below).
 
+* **weights, LSQ** (``weight_mode="lsq"``, the quantisation-aware training and mixed-precision
+  supernet path): symmetric, per output channel, with one *learnable* step size per bit width
+  (LSQ, Esser et al., ICLR 2020): ``w_q = clamp(round(w / s), -2^(b-1), 2^(b-1) - 1) * s``,
+  ``s`` initialised on first use to LSQ's ``2 mean|w| / sqrt(2^(b-1) - 1)`` per channel and
+  trained through torch's ``_fake_quantize_learnable_per_channel_affine`` (straight-through
+  rounding, LSQ's step gradient and gradient scale ``1 / sqrt(numel_k * Qp)``).  A layer built
+  with several ``wbit_choices`` keeps one step per choice, so the choices share the weights.
+* **bit mixtures** (:func:`mixed_bits`): inside the block a layer's weight is
+  ``sum_k g_k Q_{b_k}(w)`` and its input ``sum_k h_k Q_{a_k}(x)`` for gates ``g``, ``h`` (scalar
+  tensors) -- EdMIPS' composite convolution (Cai and Vasconcelos, CVPR 2020): one convolution
+  whatever the number of bit choices, with gradients to every gate.  The supernet
+  (:mod:`search_spaces.supernet`) sets the gates from its path mode.
 * **bit widths**: any of 2..8 bits, set per layer (constructor arguments, :meth:`QuantConv2d.set_bits`,
   :func:`set_layer_bits`); 16 and 32 mean floating point: the tensor passes unchanged.  A
   layer's bits travel in its ``state_dict`` (as extra state), so a checkpoint records them and
@@ -61,6 +73,11 @@ FLOAT_BITS: Tuple[int, ...] = (16, 32)
 ALLOWED_BITS: Tuple[int, ...] = INT_BITS + FLOAT_BITS
 #: Activation range rules.
 ACT_MODES: Tuple[str, ...] = ("minmax", "lsq", "pact")
+#: Weight range rules: per-channel min/max (post-training, data-free) or LSQ's learnable step (QAT).
+WEIGHT_MODES: Tuple[str, ...] = ("minmax", "lsq")
+#: One gated term of a bit mixture: ``(bits, gate, probe)``; a probe's quantised tensor is
+#: detached, so it only feeds its gate's gradient (the gate's value is then 0).
+BitGate = Tuple[int, torch.Tensor, bool]
 # The smallest step size: a channel whose weights are all equal (or all zero) still gets a grid.
 _EPS = 1e-8
 
@@ -79,6 +96,12 @@ def check_bits(bits: object, name: str = "bits") -> int:
 def check_act_mode(mode: object, name: str = "act_mode") -> str:
     if not isinstance(mode, str) or mode not in ACT_MODES:
         raise ConfigError(f"{name} must be one of {list(ACT_MODES)}, got {mode!r}")
+    return mode
+
+
+def check_weight_mode(mode: object, name: str = "weight_mode") -> str:
+    if not isinstance(mode, str) or mode not in WEIGHT_MODES:
+        raise ConfigError(f"{name} must be one of {list(WEIGHT_MODES)}, got {mode!r}")
     return mode
 
 
@@ -154,6 +177,73 @@ def weight_codes(weight: torch.Tensor, bits: int) -> torch.Tensor:
     return q.clamp(0, qmax_of(bits)).to(torch.int64)
 
 
+class LSQWeightQuantizer(nn.Module):
+    """Symmetric per-output-channel weight quantisation with a learnable step per bit width (LSQ).
+
+    Shapes: ``forward(weight [K, ...], bits) -> [K, ...]``.
+
+    Args:
+        out_channels: ``K``, the number of step sizes per bit width.
+        bit_choices: the bit widths this layer may run at (float widths need no step).
+    """
+
+    def __init__(self, out_channels: int, bit_choices: Sequence[int]) -> None:
+        super().__init__()
+        choices = tuple(dict.fromkeys(check_bits(b, "wbits") for b in bit_choices))
+        self.bit_choices = choices
+        self._int = tuple(b for b in choices if not is_float_bits(b))
+        for b in self._int:
+            # step size per output channel at b bits; set from the weights on first use
+            self.register_parameter(f"step_{b}", nn.Parameter(torch.ones(out_channels)))
+        self.register_buffer("initialised", torch.zeros(len(self._int), dtype=torch.bool))
+
+    @staticmethod
+    def qrange(bits: int) -> Tuple[int, int]:
+        """``(Qn, Qp)``: the signed integer grid ``[-2^(b-1), 2^(b-1) - 1]``."""
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def step(self, bits: int) -> nn.Parameter:
+        return getattr(self, f"step_{bits}")
+
+    @torch.no_grad()
+    def init_steps(self, weight: torch.Tensor, bits: Optional[int] = None) -> None:
+        """LSQ's initial step ``2 mean|w_k| / sqrt(Qp)`` for ``bits`` (default: every choice)."""
+        w = weight.detach().reshape(weight.shape[0], -1).float().abs().mean(1)
+        for i, b in enumerate(self._int):
+            if bits is None or b == bits:
+                self.step(b).copy_((2 * w / math.sqrt(self.qrange(b)[1])).clamp(min=_EPS))
+                self.initialised[i] = True
+
+    def forward(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
+        if is_float_bits(bits):
+            return weight
+        if bits not in self._int:
+            raise ConfigError(f"wbits={bits} is not among this layer's bit choices {list(self.bit_choices)}")
+        i = self._int.index(bits)
+        if not bool(self.initialised[i]):
+            self.init_steps(weight, bits)
+        qn, qp = self.qrange(bits)
+        grad_factor = 1.0 / math.sqrt(weight[0].numel() * qp)
+        zero = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        return torch._fake_quantize_learnable_per_channel_affine(
+            weight, self.step(bits).abs() + _EPS, zero, 0, qn, qp, grad_factor)
+
+    def extra_repr(self) -> str:
+        return f"bit_choices={list(self.bit_choices)}"
+
+
+def _mix(gates: Sequence[BitGate], quantize: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """``sum_k gate_k * quantize(bits_k)``; probes' quantised tensors are detached."""
+    out = None
+    for bits, gate, probe in gates:
+        q = quantize(bits)
+        if gate is None:  # a single path, unweighted
+            return q
+        y = gate * (q.detach() if probe else q)
+        out = y if out is None else out + y
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Activations: per tensor, calibrated or learnable
 # --------------------------------------------------------------------------------------------------
@@ -181,6 +271,8 @@ class ActQuantizer(nn.Module):
         self.register_buffer("hi", torch.zeros(()))  # observed upper end of the range
         self.register_buffer("observed", torch.zeros((), dtype=torch.long))  # batches seen
         self.observe = False  # update lo/hi from the batches that pass
+        self.auto_calibrate = False  # uncalibrated and training: take the range of the first batch (QAT)
+        self._mix: Optional[Sequence[BitGate]] = None  # set by mixed_bits(): a gated mixture of bit widths
         self.momentum: Optional[float] = None  # None: cumulative mean; else EMA weight of a new batch
         if self.mode == "lsq":
             self.scale = nn.Parameter(torch.ones(1))  # step size (LSQ); shape [1], as torch's op wants
@@ -223,11 +315,11 @@ class ActQuantizer(nn.Module):
 
     def init_from_range(self) -> None:
         """Set the learnable parameters (LSQ step and offset, PACT's alpha) from the observed range."""
-        if is_float_bits(self.bits) or not self.calibrated:
+        if not self.calibrated:
             return
         lo, hi = float(self.lo.clamp(max=0.0)), float(self.hi.clamp(min=0.0))
         with torch.no_grad():
-            if self.mode == "lsq":
+            if self.mode == "lsq" and not is_float_bits(self.bits):
                 s = max((hi - lo) / qmax_of(self.bits), _EPS)
                 self.scale.fill_(s)
                 self.zero_point.fill_(min(max(round(-lo / s), 0), qmax_of(self.bits)))
@@ -241,11 +333,30 @@ class ActQuantizer(nn.Module):
         return x.detach().min().float(), x.detach().max().float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mix is not None:
+            if self.mode == "lsq":
+                raise ConfigError("activation bit mixtures need act_mode 'pact' or 'minmax' (one LSQ step "
+                                  "belongs to one bit width)")
+            if self.observe:
+                self._update_range(x)
+            self._auto_init(x)
+            return _mix(self._mix, lambda b: self._quantize(x, b))
         if is_float_bits(self.bits):
             return x
         if self.observe:
             self._update_range(x)
-        qmax = qmax_of(self.bits)
+        self._auto_init(x)
+        return self._quantize(x, self.bits)
+
+    def _auto_init(self, x: torch.Tensor) -> None:
+        if self.auto_calibrate and self.training and not self.calibrated:
+            self._update_range(x)
+            self.init_from_range()
+
+    def _quantize(self, x: torch.Tensor, bits: int) -> torch.Tensor:
+        if is_float_bits(bits):
+            return x
+        qmax = qmax_of(bits)
         if self.mode == "lsq" and self.calibrated:
             grad_factor = 1.0 / math.sqrt(x.numel() / max(x.shape[0], 1) * qmax)
             return torch._fake_quantize_learnable_per_tensor_affine(
@@ -277,6 +388,26 @@ class _QuantMixin:
 
     wbits: int
     act_quant: ActQuantizer
+    w_quant: Optional[LSQWeightQuantizer]
+    _wmix: Optional[Sequence[BitGate]]
+
+    def _init_quant(self, out_channels: int, wbits: int, abits: int, act_mode: str, weight_mode: str,
+                    wbit_choices: Optional[Sequence[int]]) -> None:
+        self.wbits = check_bits(wbits, "wbits")
+        self.act_quant = ActQuantizer(abits, act_mode)
+        self.weight_mode = check_weight_mode(weight_mode)
+        self._wmix = None
+        if self.weight_mode == "lsq":
+            self.w_quant = LSQWeightQuantizer(out_channels, tuple(wbit_choices or ()) + (self.wbits,))
+        else:
+            if wbit_choices is not None:
+                raise ConfigError("wbit_choices needs weight_mode 'lsq' (one learnable step per bit width)")
+            self.w_quant = None
+
+    @property
+    def wbit_choices(self) -> Tuple[int, ...]:
+        """The weight bit widths this layer can run at (``()``: any, for min/max weights)."""
+        return self.w_quant.bit_choices if self.w_quant is not None else ()
 
     @property
     def abits(self) -> int:
@@ -290,21 +421,35 @@ class _QuantMixin:
     def set_bits(self, wbits: Optional[int] = None, abits: Optional[int] = None) -> None:
         """Change the weight and/or activation bit width (``None`` keeps the current one)."""
         if wbits is not None:
-            self.wbits = check_bits(wbits, "wbits")
+            wbits = check_bits(wbits, "wbits")
+            if self.w_quant is not None and wbits not in self.w_quant.bit_choices and not is_float_bits(wbits):
+                raise ConfigError(f"wbits={wbits} is not among this layer's bit choices {list(self.wbit_choices)}")
+            self.wbits = wbits
         if abits is not None:
             self.act_quant.set_bits(abits)
 
     def quantized_weight(self) -> torch.Tensor:
         """The weight after fake quantisation (what the forward pass uses), same shape."""
-        return fake_quant_weight(self.weight, self.wbits)  # type: ignore[attr-defined]
+        if self._wmix is not None:
+            return _mix(self._wmix, self._quantize_weight)
+        return self._quantize_weight(self.wbits)
+
+    def _quantize_weight(self, bits: int) -> torch.Tensor:
+        if self.w_quant is not None:
+            return self.w_quant(self.weight, bits)  # type: ignore[attr-defined]
+        return fake_quant_weight(self.weight, bits)  # type: ignore[attr-defined]
 
     def get_extra_state(self) -> Dict[str, object]:
-        return {"wbits": self.wbits, "abits": self.act_quant.bits, "act_mode": self.act_quant.mode}
+        state: Dict[str, object] = {"wbits": self.wbits, "abits": self.act_quant.bits, "act_mode": self.act_quant.mode}
+        if self.weight_mode != "minmax":  # written only when not the default, so older states are unchanged
+            state["weight_mode"] = self.weight_mode
+        return state
 
     def set_extra_state(self, state: Mapping[str, object]) -> None:
-        if not isinstance(state, Mapping) or state.get("act_mode") != self.act_quant.mode:
+        if not isinstance(state, Mapping) or state.get("act_mode") != self.act_quant.mode \
+                or state.get("weight_mode", "minmax") != self.weight_mode:
             raise ConfigError(f"quantised layer state {state!r} does not match this layer's act_mode "
-                              f"{self.act_quant.mode!r}")
+                              f"{self.act_quant.mode!r} and weight_mode {self.weight_mode!r}")
         self.set_bits(int(state["wbits"]), int(state["abits"]))  # type: ignore[arg-type]
 
 
@@ -319,21 +464,26 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
         wbits: weight bits (2..8, or 16/32 for float), per output channel, asymmetric.
         abits: input-activation bits (2..8, or 16/32), per tensor.
         act_mode: the activation range rule, one of :data:`ACT_MODES`.
+        weight_mode: the weight range rule, one of :data:`WEIGHT_MODES`.
+        wbit_choices: with ``weight_mode="lsq"``, every weight bit width the layer may be set to
+            (one learnable step each); ``wbits`` is always included.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *, wbits: int = 8,
-                 abits: int = 8, act_mode: str = "minmax", device=None, dtype=None) -> None:
+                 abits: int = 8, act_mode: str = "minmax", weight_mode: str = "minmax",
+                 wbit_choices: Optional[Sequence[int]] = None, device=None, dtype=None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
-        self.wbits = check_bits(wbits, "wbits")
-        self.act_quant = ActQuantizer(abits, act_mode)
+        self._init_quant(out_channels, wbits, abits, act_mode, weight_mode, wbit_choices)
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, wbits: int, abits: int, act_mode: str = "minmax") -> "QuantConv2d":
+    def from_float(cls, conv: nn.Conv2d, wbits: int, abits: int, act_mode: str = "minmax",
+                   weight_mode: str = "minmax", wbit_choices: Optional[Sequence[int]] = None) -> "QuantConv2d":
         """A quantised copy of ``conv`` (weights and bias copied, same device and dtype)."""
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                 conv.groups, conv.bias is not None, conv.padding_mode, wbits=wbits, abits=abits, act_mode=act_mode,
+                weight_mode=weight_mode, wbit_choices=wbit_choices,
                 device=conv.weight.device, dtype=conv.weight.dtype)
         with torch.no_grad():
             q.weight.copy_(conv.weight)
@@ -361,16 +511,18 @@ class QuantLinear(_QuantMixin, nn.Linear):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, wbits: int = 8, abits: int = 8,
-                 act_mode: str = "minmax", device=None, dtype=None) -> None:
+                 act_mode: str = "minmax", weight_mode: str = "minmax", wbit_choices: Optional[Sequence[int]] = None,
+                 device=None, dtype=None) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.wbits = check_bits(wbits, "wbits")
-        self.act_quant = ActQuantizer(abits, act_mode)
+        self._init_quant(out_features, wbits, abits, act_mode, weight_mode, wbit_choices)
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, wbits: int, abits: int, act_mode: str = "minmax") -> "QuantLinear":
+    def from_float(cls, linear: nn.Linear, wbits: int, abits: int, act_mode: str = "minmax",
+                   weight_mode: str = "minmax", wbit_choices: Optional[Sequence[int]] = None) -> "QuantLinear":
         """A quantised copy of ``linear``."""
         q = cls(linear.in_features, linear.out_features, linear.bias is not None, wbits=wbits, abits=abits,
-                act_mode=act_mode, device=linear.weight.device, dtype=linear.weight.dtype)
+                act_mode=act_mode, weight_mode=weight_mode, wbit_choices=wbit_choices,
+                device=linear.weight.device, dtype=linear.weight.dtype)
         with torch.no_grad():
             q.weight.copy_(linear.weight)
             if linear.bias is not None:
@@ -401,7 +553,8 @@ def quant_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 def quantize_model(model: nn.Module, wbits: int, abits: int, *, act_mode: str = "minmax",
                    first_input_bits: Optional[int] = 8, layer_bits: Optional[Mapping[str, Tuple[int, int]]] = None,
-                   inplace: bool = False) -> nn.Module:
+                   inplace: bool = False, weight_mode: str = "minmax", wbit_choices: Optional[Sequence[int]] = None,
+                   auto_calibrate: bool = False) -> nn.Module:
     """Replace every ``nn.Conv2d`` / ``nn.Linear`` of ``model`` by its quantised wrapper.
 
     Args:
@@ -415,6 +568,10 @@ def quantize_model(model: nn.Module, wbits: int, abits: int, *, act_mode: str = 
             uses ``abits`` there too.
         layer_bits: per-layer overrides ``{qualified name: (wbits, abits)}``; unknown names fail.
         inplace: modify ``model`` itself.
+        weight_mode: one of :data:`WEIGHT_MODES` (``"lsq"`` for quantisation-aware training).
+        wbit_choices: with ``"lsq"``, the weight bit widths every layer may later be set to.
+        auto_calibrate: activation quantisers take their range from the first training batch
+            (LSQ's and PACT's data-driven initialisation), so no separate calibration pass is needed.
 
     Returns:
         The quantised network (same forward signature); BatchNorm and other modules unchanged.
@@ -425,6 +582,7 @@ def quantize_model(model: nn.Module, wbits: int, abits: int, *, act_mode: str = 
     """
     wbits, abits = check_bits(wbits, "wbits"), check_bits(abits, "abits")
     act_mode = check_act_mode(act_mode)
+    weight_mode = check_weight_mode(weight_mode)
     if first_input_bits is not None:
         first_input_bits = check_bits(first_input_bits, "first_input_bits")
     net = model if inplace else copy.deepcopy(model)
@@ -441,7 +599,10 @@ def quantize_model(model: nn.Module, wbits: int, abits: int, *, act_mode: str = 
         wb, ab = overrides.get(name, (wbits, first_input_bits if i == 0 and first_input_bits else abits))
         wb, ab = check_bits(wb, f"layer_bits[{name!r}] wbits"), check_bits(ab, f"layer_bits[{name!r}] abits")
         cls = QuantConv2d if isinstance(mod, nn.Conv2d) else QuantLinear
-        q = cls.from_float(mod, wb, ab, act_mode)
+        q = cls.from_float(mod, wb, ab, act_mode, weight_mode, wbit_choices)
+        q.act_quant.auto_calibrate = bool(auto_calibrate)
+        if not name:  # the model is itself one conv / linear layer: its replacement is the result
+            return q
         _set_submodule(net, name, q)
     return net
 
@@ -465,6 +626,33 @@ def set_layer_bits(model: nn.Module, bits: Mapping[str, Tuple[Optional[int], Opt
         raise ConfigError(f"set_layer_bits: unknown layer(s) {unknown}; quantised layers: {list(layers)}")
     for name, (wb, ab) in bits.items():
         layers[name].set_bits(wb, ab)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def mixed_bits(layers: Sequence[nn.Module], weight_gates: Optional[Sequence[BitGate]] = None,
+               act_gates: Optional[Sequence[BitGate]] = None) -> Iterator[None]:
+    """Inside the block the quantised ``layers`` run gated mixtures of bit widths.
+
+    A layer's weight becomes ``sum_k g_k Q_{b_k}(w)`` and its input ``sum_k h_k Q_{a_k}(x)``
+    (EdMIPS' composite convolution, Cai and Vasconcelos, CVPR 2020): with straight-through
+    gates of value one-hot the forward pass is exactly the chosen bit width, and every gate
+    still gets its gradient.  ``None`` leaves that side at the layer's own bits.
+
+    Args:
+        layers: :class:`QuantConv2d` / :class:`QuantLinear` modules (e.g. ``quant_layers(op)``).
+        weight_gates, act_gates: ``(bits, gate, probe)`` terms, gates scalar tensors.
+    """
+    saved = [(m._wmix, m.act_quant._mix) for m in layers]  # type: ignore[attr-defined]
+    try:
+        for m in layers:
+            if weight_gates is not None:
+                m._wmix = weight_gates  # type: ignore[attr-defined]
+            if act_gates is not None:
+                m.act_quant._mix = act_gates  # type: ignore[attr-defined]
+        yield
+    finally:
+        for m, (w, a) in zip(layers, saved):
+            m._wmix, m.act_quant._mix = w, a  # type: ignore[attr-defined]
 
 
 def act_quantizers(model: nn.Module) -> List[ActQuantizer]:
@@ -544,7 +732,7 @@ def bit_summary(model: nn.Module) -> Dict[str, object]:
 
 
 __all__: Sequence[str] = [
-    "ACT_MODES", "ALLOWED_BITS", "ActQuantizer", "FLOAT_BITS", "INT_BITS", "QuantConv2d", "QuantLinear",
-    "act_quantizers", "bit_summary", "calibrate", "check_bits", "fake_quant_weight", "is_float_bits", "layer_bits",
+    "ACT_MODES", "ALLOWED_BITS", "ActQuantizer", "BitGate", "FLOAT_BITS", "INT_BITS", "LSQWeightQuantizer",
+    "QuantConv2d", "QuantLinear", "WEIGHT_MODES", "act_quantizers", "check_weight_mode", "mixed_bits", "bit_summary", "calibrate", "check_bits", "fake_quant_weight", "is_float_bits", "layer_bits",
     "observing", "qmax_of", "quant_layers", "quantize_model", "set_layer_bits", "weight_codes", "weight_qparams",
 ]

@@ -9,13 +9,25 @@ either fixed (``Stage.op``) or searched over candidate ops (:mod:`search_spaces.
 
 Vocabulary follows NNI's ``nni.mutable``: every searched layer is a *choice block* with a
 ``label`` (``"s{stage}.b{layer}"``, stage index counted over all stages, fixed ones
-included) and its ``candidates``; a sample is a plain ``dict[label, op_name]``.
+included) and its ``candidates``; a sample is a plain ``dict[label, value]``.
+
+A choice block holds one or more *choices* (:class:`Choice`): always its op
+(``"s1.b0": "mb3_e3"``), and, where the space offers bit widths (``wbits`` / ``abits`` of the
+space or of a stage), the weight and activation bit widths of its layers
+(``"s1.b0.wbits": 4``, ``"s1.b0.abits": 8``), so a mixed-precision search (Auto-NBA, Fu et
+al., ICML 2021; EdMIPS, Cai and Vasconcelos, CVPR 2020) is the same dictionary with more
+labels.  The layers outside the choice blocks (stem, fixed stages, head, classifier) run at
+``fixed_bits`` when it is set.  Allowed bit widths: :data:`BIT_WIDTHS`.
 
 Encoding order (shared by :meth:`SearchSpace.encode`, :meth:`SearchSpace.decode`,
-:meth:`~search_spaces.supernet.Supernet.arch_encoding` and
-:func:`~search_spaces.pricing.candidate_layer_table`): blocks in :attr:`SearchSpace.blocks`
-order (stage by stage, layer by layer), and within a block the candidates in their
-declared order; the vector has ``sum(len(b.candidates) for b in blocks)`` entries.
+:meth:`~search_spaces.supernet.Supernet.arch_encoding` and every consumer of
+:attr:`SearchSpace.offsets`): the concatenation of one one-hot slice per choice, in
+:attr:`SearchSpace.choices` order -- blocks stage by stage, layer by layer, and within a
+block its op (candidates in declared order), then its ``wbits``, then its ``abits`` (bit
+widths in declared order); the vector has ``sum(len(c.candidates) for c in choices)``
+entries.  Without bit choices this is exactly one slice per block, as before.  Pricing is
+exact for every (op, wbits, abits) combination: :func:`~search_spaces.pricing.candidate_layer_table`
+lists one entry per combination and maps an encoding onto them.
 
 Skip ops (``zero``) can only be offered where a layer keeps the shape of its input
 (``stride == 1`` and equal channels).  The first layer of a stage usually changes the
@@ -29,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -44,7 +56,13 @@ from . import ops as _ops
 
 logger = logging.getLogger(__name__)
 
-Sample = Dict[str, str]
+Sample = Dict[str, Union[str, int]]
+
+#: Bit widths a choice block (or ``fixed_bits``) may carry: 2..8-bit integers, and 16 / 32
+#: (16 is the accelerators' default word; the supernet trains those layers in float).
+BIT_WIDTHS: Tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 16, 32)
+#: The bit-width choices of a block, in encoding order after its op.
+BIT_KINDS: Tuple[str, ...] = ("wbits", "abits")
 
 
 @dataclass(frozen=True)
@@ -66,9 +84,11 @@ class Stage:
     op: Optional[str] = None  # fixed op of every layer; None: the layers are searched
     candidates: Optional[Tuple[str, ...]] = None  # candidate ops; None: the space's candidates
     first_candidates: Optional[Tuple[str, ...]] = None  # candidates of the first layer; None: as candidates
+    wbits: Optional[Tuple[int, ...]] = None  # weight bit-width choices of its layers; None: the space's; (): none
+    abits: Optional[Tuple[int, ...]] = None  # input-activation bit-width choices; None: the space's; (): none
 
     def __post_init__(self) -> None:
-        for f in ("candidates", "first_candidates"):
+        for f in ("candidates", "first_candidates", "wbits", "abits"):
             v = getattr(self, f)
             if isinstance(v, list):
                 object.__setattr__(self, f, tuple(v))
@@ -96,11 +116,49 @@ class Block:
     stride: int  # spatial stride
     in_hw: Tuple[int, int]  # input (H, W), pixels
     out_hw: Tuple[int, int]  # output (H, W), pixels
+    wbits: Tuple[int, ...] = ()  # weight bit-width choices, bits; (): no weight-bit choice
+    abits: Tuple[int, ...] = ()  # input-activation bit-width choices, bits; (): none
+
+    def bit_choices(self, kind: str) -> Tuple[int, ...]:
+        """``wbits`` or ``abits``."""
+        return self.wbits if kind == "wbits" else self.abits
 
     @property
     def keeps_shape(self) -> bool:
         """True where a skip op is allowed (same channels, stride 1)."""
         return self.C_in == self.C_out and self.stride == 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One labelled choice of a sample: a block's op, or one of its bit widths."""
+
+    label: str  # sample key: "s{stage}.b{layer}" for the op, + ".wbits" / ".abits" for bit widths
+    candidates: Tuple[Union[str, int], ...]  # op names or bit widths, in encoding order
+    block: str  # label of the block the choice belongs to
+    kind: str  # "op", "wbits" or "abits"
+
+
+def bits_label(block_label: str, kind: str) -> str:
+    """The sample key of a block's bit-width choice: ``"s1.b0.wbits"``."""
+    return f"{block_label}.{kind}"
+
+
+def _bit_list(value: Any, where: str) -> Tuple[int, ...]:
+    """A non-empty list of distinct bit widths of :data:`BIT_WIDTHS`."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where} must be a list of bit widths from {list(BIT_WIDTHS)}, got {value!r}")
+    if not value:
+        raise ConfigError(f"{where} must list at least one bit width from {list(BIT_WIDTHS)}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) not in BIT_WIDTHS:
+            raise ConfigError(f"{where}: {v!r} is not a supported bit width; allowed: {list(BIT_WIDTHS)}")
+        out.append(int(v))
+    dup = sorted({b for b in out if out.count(b) > 1})
+    if dup:
+        raise ConfigError(f"{where} repeats bit width(s) {dup}")
+    return tuple(out)
 
 
 def _as_int(value: Any, where: str, lo: int = 1) -> int:
@@ -157,6 +215,10 @@ class SearchSpace:
         stages:
           - {channels: 24, stride: 2, layers: 2, first_candidates: [mb3_e3, mb5_e3]}
         head: {channels: 256}
+
+    Mixed precision adds ``wbits: [2, 4, 8]`` / ``abits: [4, 8]`` (per space, or per stage;
+    ``[]`` at a stage: no such choice there) and ``fixed_bits: 8`` for the layers outside the
+    choice blocks; see ``docs/precision.md``.
     """
 
     stem: Stem  # first convolution
@@ -167,6 +229,9 @@ class SearchSpace:
     input_channels: int = 3  # channels of the input image
     num_classes: int = 10  # outputs of the classifier
     name: str = "custom"  # label for logs and tables; not part of the fingerprint
+    wbits: Tuple[int, ...] = ()  # default weight bit-width choices of searched layers; (): no bit choice
+    abits: Tuple[int, ...] = ()  # default input-activation bit-width choices of searched layers; (): none
+    fixed_bits: Optional[int] = None  # weight and activation bits of stem, fixed stages, head; None: float
 
     # ---- validation -------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -191,6 +256,15 @@ class SearchSpace:
             object.__setattr__(self, "candidates", _op_names(self.candidates, f"{where}: candidates"))
         else:
             object.__setattr__(self, "candidates", ())
+        for f in BIT_KINDS:
+            v = getattr(self, f)
+            empty = v is None or (isinstance(v, (list, tuple)) and not v)
+            object.__setattr__(self, f, () if empty else _bit_list(v, f"{where}: {f}"))
+        fb = self.fixed_bits
+        if fb is not None and (isinstance(fb, bool) or not isinstance(fb, (int, np.integer)) or int(fb) not in BIT_WIDTHS):
+            raise ConfigError(f"{where}: fixed_bits {fb!r} is not a supported bit width; allowed: "
+                              f"{list(BIT_WIDTHS)} or null (float)")
+        object.__setattr__(self, "fixed_bits", None if fb is None else int(fb))
         if isinstance(self.stages, (str, bytes, Mapping)) or not isinstance(self.stages, (list, tuple)) \
                 or not self.stages:
             raise ConfigError(f"{where}: stages must be a non-empty list of stages")
@@ -205,10 +279,17 @@ class SearchSpace:
             if st.op is not None:
                 if st.candidates is not None or st.first_candidates is not None:
                     raise ConfigError(f"{w}: a fixed stage (op={st.op!r}) takes no candidates or first_candidates")
+                if st.wbits is not None or st.abits is not None:
+                    raise ConfigError(f"{w}: a fixed stage (op={st.op!r}) takes no wbits or abits; its layers "
+                                      f"run at the space's fixed_bits")
                 kw["op"] = _op_names([st.op], f"{w}.op")[0]
             for f in ("candidates", "first_candidates"):
                 if getattr(st, f) is not None:
                     kw[f] = _op_names(getattr(st, f), f"{w}.{f}")
+            for f in BIT_KINDS:
+                v = getattr(st, f)
+                if v is not None:  # [] at a stage: no such choice there (its layers run at fixed_bits)
+                    kw[f] = () if isinstance(v, (list, tuple)) and not v else _bit_list(v, f"{w}.{f}")
             if st.op is None and kw.get("candidates") is None and not self.candidates and \
                     (geometry[2] > 1 or kw.get("first_candidates") is None):
                 raise ConfigError(f"{w} is searched but has no candidates: set stages[{i}].candidates "
@@ -235,8 +316,19 @@ class SearchSpace:
                     cands, src, searched = st.candidates, f"stages[{si}].candidates", True
                 else:
                     cands, src, searched = self.candidates, "candidates", True
+                bits = {f: (() if not searched else (getattr(st, f) if getattr(st, f) is not None
+                                                         else getattr(self, f))) for f in BIT_KINDS}
                 blk = Block(f"s{si}.b{li}", tuple(cands), searched, si, li, c, st.channels, stride,
-                            (hw, hw), (out_hw, out_hw))
+                            (hw, hw), (out_hw, out_hw), bits["wbits"], bits["abits"])
+                if blk.wbits or blk.abits:
+                    src_b = next((f"stages[{si}].{f}" for f in BIT_KINDS if getattr(st, f) is not None),
+                                 "wbits/abits")
+                    bad = [n for n in cands if not _ops.can_carry_bits(n, c, st.channels, stride, (hw, hw))]
+                    if bad:
+                        raise ConfigError(
+                            f"{where}: {src_b}: block {blk.label} offers op(s) {bad}, which cannot carry bit "
+                            f"widths (they run no convolution or linear layer); ops that can: "
+                            f"{[n for n in _ops.list_ops() if _ops.get_op(n).quantizable]}")
                 if not blk.keeps_shape:
                     skips = [n for n in cands if _ops.is_skip_op(n)]
                     if skips:
@@ -264,15 +356,34 @@ class SearchSpace:
     def _by_label(self) -> Dict[str, Block]:
         return {b.label: b for b in self.all_blocks}
 
+    @cached_property
+    def choices(self) -> Tuple[Choice, ...]:
+        """Every labelled choice, in encoding order: per block its op, then ``wbits``, then ``abits``.
+
+        Without bit choices there is one choice per block, with the block's label and candidates.
+        """
+        out: List[Choice] = []
+        for b in self.blocks:
+            out.append(Choice(b.label, b.candidates, b.label, "op"))
+            for kind in BIT_KINDS:
+                if b.bit_choices(kind):
+                    out.append(Choice(bits_label(b.label, kind), b.bit_choices(kind), b.label, kind))
+        return tuple(out)
+
+    @property
+    def has_bits(self) -> bool:
+        """True when some block offers bit widths (a mixed-precision space) or ``fixed_bits`` is set."""
+        return self.fixed_bits is not None or any(b.wbits or b.abits for b in self.blocks)
+
     @property
     def labels(self) -> List[str]:
-        """Labels of the choice blocks, in encoding order."""
-        return [b.label for b in self.blocks]
+        """Labels of every choice (the keys of a sample), in encoding order."""
+        return [c.label for c in self.choices]
 
     @property
     def num_candidates(self) -> List[int]:
-        """Number of candidates of each choice block, in encoding order."""
-        return [len(b.candidates) for b in self.blocks]
+        """Number of candidates of each choice, in encoding order."""
+        return [len(c.candidates) for c in self.choices]
 
     @property
     def encoding_size(self) -> int:
@@ -281,12 +392,12 @@ class SearchSpace:
 
     @cached_property
     def offsets(self) -> Tuple[int, ...]:
-        """Start of each block's slice in the encoding (``len(blocks) + 1`` entries, last = size)."""
+        """Start of each choice's slice in the encoding (``len(choices) + 1`` entries, last = size)."""
         return tuple(int(v) for v in np.concatenate([[0], np.cumsum(self.num_candidates)]))
 
     @property
     def all_samples_count(self) -> int:
-        """Number of distinct architectures (product of the candidate counts)."""
+        """Number of distinct architectures (product of the candidate counts of every choice)."""
         n = 1
         for k in self.num_candidates:
             n *= k
@@ -319,39 +430,65 @@ class SearchSpace:
                               f"choice blocks: {self.labels}") from None
 
     # ---- samples ----------------------------------------------------------------------
-    def check_sample(self, sample: Mapping[str, str]) -> Sample:
-        """Validate a ``{label: op}`` sample; returns it with lower-case op names, in block order."""
+    def check_sample(self, sample: Mapping[str, Any]) -> Sample:
+        """Validate a ``{label: value}`` sample; returns it with lower-case op names and ``int``
+        bit widths, in encoding order."""
         if not isinstance(sample, Mapping):
             raise ConfigError(f"sample: expected a mapping label -> op, got {type(sample).__name__}")
+        known = set(self.labels)
         missing = [l for l in self.labels if l not in sample]
-        extra = [l for l in sample if l not in self._by_label or not self._by_label[l].searched]
+        extra = [l for l in sample if l not in known]
         if missing or extra:
             raise ConfigError(f"sample for search space {self.name!r}: missing labels {missing}, unknown labels "
                               f"{extra}; expected labels: {self.labels}")
         out: Sample = {}
-        for b in self.blocks:
-            v = sample[b.label]
-            op = v.lower() if isinstance(v, str) else v
-            if op not in b.candidates:
-                raise ConfigError(f"sample: {b.label}={v!r} is not a candidate; allowed ops: {list(b.candidates)}")
-            out[b.label] = op
+        for c in self.choices:
+            v = sample[c.label]
+            if c.kind == "op":
+                val = v.lower() if isinstance(v, str) else v
+                if val not in c.candidates:
+                    raise ConfigError(f"sample: {c.label}={v!r} is not a candidate; allowed ops: {list(c.candidates)}")
+            else:
+                ok = not isinstance(v, bool) and isinstance(v, (int, np.integer)) and int(v) in c.candidates
+                if not ok:
+                    raise ConfigError(f"sample: {c.label}={v!r} is not offered; allowed bit widths: "
+                                      f"{list(c.candidates)}")
+                val = int(v)
+            out[c.label] = val
         return out
 
     def sample(self, rng: Union[int, np.random.Generator, None] = None) -> Sample:
         """One architecture drawn uniformly, reproducible from ``rng`` (a seed or a Generator)."""
         rng = np.random.default_rng(rng)
-        return {b.label: b.candidates[int(rng.integers(len(b.candidates)))] for b in self.blocks}
+        return {c.label: c.candidates[int(rng.integers(len(c.candidates)))] for c in self.choices}
 
-    def sample_all(self, op: str) -> Sample:
-        """The architecture using ``op`` in every block (e.g. ``"mb3_e6"``); it must be offered everywhere."""
-        return self.check_sample({b.label: op for b in self.blocks})
+    def sample_all(self, op: str, wbits: Optional[int] = None, abits: Optional[int] = None) -> Sample:
+        """The architecture using ``op`` in every block (e.g. ``"mb3_e6"``); it must be offered everywhere.
 
-    def encode(self, sample: Mapping[str, str]) -> np.ndarray:
+        Bit-width choices take ``wbits`` / ``abits``, or (``None``) each block's widest offered width.
+        """
+        given = {"wbits": wbits, "abits": abits}
+        out: Dict[str, Any] = {}
+        for c in self.choices:
+            out[c.label] = op if c.kind == "op" else (given[c.kind] if given[c.kind] is not None
+                                                      else max(c.candidates))
+        return self.check_sample(out)
+
+    def block_bits(self, sample: Mapping[str, Any], label: str) -> Tuple[Optional[int], Optional[int]]:
+        """``(wbits, abits)`` of block ``label`` in a checked sample: its choices, or ``fixed_bits``
+        for fixed blocks and for a block without that choice (``None``: float / the accelerator's word)."""
+        b = self.block(label)
+        if not b.searched:
+            return self.fixed_bits, self.fixed_bits
+        return tuple(int(sample[bits_label(label, k)]) if b.bit_choices(k) else self.fixed_bits  # type: ignore
+                     for k in BIT_KINDS)
+
+    def encode(self, sample: Mapping[str, Any]) -> np.ndarray:
         """Flat one-hot encoding, shape ``[encoding_size]``, float32, in the module's encoding order."""
         sample = self.check_sample(sample)
         vec = np.zeros(self.encoding_size, dtype=np.float32)
-        for b, off in zip(self.blocks, self.offsets):
-            vec[off + b.candidates.index(sample[b.label])] = 1.0
+        for c, off in zip(self.choices, self.offsets):
+            vec[off + c.candidates.index(sample[c.label])] = 1.0
         return vec
 
     def decode(self, vec: Any) -> Sample:
@@ -362,13 +499,18 @@ class SearchSpace:
         if vec.size != self.encoding_size:
             raise ConfigError(f"encoding for search space {self.name!r}: expected length {self.encoding_size} "
                               f"(= sum of {self.num_candidates}), got {vec.size}")
-        return {b.label: b.candidates[int(np.argmax(vec[lo:hi]))]
-                for b, lo, hi in zip(self.blocks, self.offsets[:-1], self.offsets[1:])}
+        return {c.label: c.candidates[int(np.argmax(vec[lo:hi]))]
+                for c, lo, hi in zip(self.choices, self.offsets[:-1], self.offsets[1:])}
 
     # ---- layers for pricing -----------------------------------------------------------
+    def _with_bits(self, layers: List[Layer], wbits: Optional[int], abits: Optional[int]) -> List[Layer]:
+        if wbits is None and abits is None:
+            return layers
+        return [replace(l, weight_bits=wbits, act_bits=abits) for l in layers]
+
     def stem_layers(self, N: int = 1) -> List[Layer]:
-        return [conv(self.input_channels, self.stem.channels, self.stem.kernel, self.stem_hw,
-                     stride=self.stem.stride, N=N, name="stem")]
+        return self._with_bits([conv(self.input_channels, self.stem.channels, self.stem.kernel, self.stem_hw,
+                                     stride=self.stem.stride, N=N, name="stem")], self.fixed_bits, self.fixed_bits)
 
     def head_layers(self, N: int = 1) -> List[Layer]:
         out = []
@@ -377,25 +519,35 @@ class SearchSpace:
             out.append(conv(c, self.head.channels, 1, self.final_hw, N=N, name="head"))
             c = self.head.channels
         out.append(linear(c, self.num_classes, N=N, name="classifier"))
-        return out
+        return self._with_bits(out, self.fixed_bits, self.fixed_bits)
 
-    def _block_layers(self, b: Block, op: str, N: int) -> List[Layer]:
-        return _ops.op_layers(op, b.C_in, b.C_out, b.stride, b.in_hw, N=N, prefix=b.label)
+    def _block_layers(self, b: Block, op: str, N: int, wbits: Optional[int] = None,
+                      abits: Optional[int] = None) -> List[Layer]:
+        if not b.searched:
+            wbits, abits = self.fixed_bits, self.fixed_bits
+        return self._with_bits(_ops.op_layers(op, b.C_in, b.C_out, b.stride, b.in_hw, N=N, prefix=b.label),
+                               wbits, abits)
 
-    def layers(self, sample: Mapping[str, str], N: int = 1) -> List[Layer]:
+    def layers(self, sample: Mapping[str, Any], N: int = 1) -> List[Layer]:
         """The priced layers of one architecture, in execution order.
 
         Stem, fixed layers, the chosen op of every block (skip ops contribute nothing), head
-        conv and classifier.
+        conv and classifier.  Each layer carries its bit widths in ``weight_bits`` / ``act_bits``
+        (the block's choices, or ``fixed_bits``); ``None`` where the space sets none, which the
+        cost model prices at the accelerator's word.  ``out_bits`` is left ``None``: partial sums
+        and outputs are the accelerator's to size.
 
         Args:
-            sample: ``{label: op}`` for every choice block.
+            sample: ``{label: value}`` for every choice.
             N: batch size carried by every layer.
         """
         sample = self.check_sample(sample)
         out = self.stem_layers(N)
         for b in self.all_blocks:
-            out += self._block_layers(b, sample[b.label] if b.searched else b.candidates[0], N)
+            if b.searched:
+                out += self._block_layers(b, sample[b.label], N, *self.block_bits(sample, b.label))
+            else:
+                out += self._block_layers(b, b.candidates[0], N)
         return out + self.head_layers(N)
 
     def fixed_layers(self, N: int = 1) -> List[Layer]:
@@ -406,20 +558,31 @@ class SearchSpace:
                 out += self._block_layers(b, b.candidates[0], N)
         return out + self.head_layers(N)
 
-    def candidate_layers(self, label: str, op: str, N: int = 1) -> List[Layer]:
-        """The layers op ``op`` adds in choice block ``label`` (empty for skip ops).
+    def candidate_layers(self, label: str, op: str, N: int = 1, wbits: Optional[int] = None,
+                         abits: Optional[int] = None) -> List[Layer]:
+        """The layers op ``op`` adds in choice block ``label`` (empty for skip ops), at the given bits.
 
-        ``layers(s) == fixed_layers() + sum(candidate_layers(b, s[b]) for b in labels)`` as
-        multisets, so an additive cost under the architecture distribution ``p`` is exactly
-        ``cost(fixed) + sum_b sum_c p[b, c] * cost(b, c)``.
+        ``layers(s) == fixed_layers() + sum(candidate_layers(b, s[b], wbits=..., abits=...) for b in
+        blocks)`` as multisets, so an additive cost under the architecture distribution ``p`` is
+        exactly ``cost(fixed) + sum over (block, op, wbits, abits) of p * cost`` (see
+        :mod:`search_spaces.pricing`).  A block that offers bit widths needs ``wbits`` / ``abits``
+        from its offer; one that does not takes none (its layers carry ``fixed_bits``).
         """
         b = self.block(label)
         if not b.searched:
-            raise ConfigError(f"block {label!r} is fixed; choice blocks: {self.labels}")
+            raise ConfigError(f"block {label!r} is fixed; choice blocks: {[x.label for x in self.blocks]}")
         name = op.lower() if isinstance(op, str) else op
         if name not in b.candidates:
             raise ConfigError(f"block {label}: op {op!r} is not a candidate; allowed ops: {list(b.candidates)}")
-        return self._block_layers(b, name, N)
+        bits: List[Optional[int]] = []
+        for kind, v in zip(BIT_KINDS, (wbits, abits)):
+            offer = b.bit_choices(kind)
+            if offer and v not in offer:
+                raise ConfigError(f"block {label}: {kind}={v!r} is not offered; allowed bit widths: {list(offer)}")
+            if not offer and v is not None:
+                raise ConfigError(f"block {label}: offers no {kind} choice, got {kind}={v!r}")
+            bits.append(v if offer else self.fixed_bits)
+        return self._block_layers(b, name, N, bits[0], bits[1])
 
     # ---- I/O ----------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -427,16 +590,23 @@ class SearchSpace:
         stages = []
         for st in self.stages:
             d: Dict[str, Any] = {"channels": st.channels, "stride": st.stride, "layers": st.layers}
-            for f in ("op", "candidates", "first_candidates"):
+            for f in ("op", "candidates", "first_candidates", "wbits", "abits"):
                 v = getattr(st, f)
                 if v is not None:
                     d[f] = list(v) if isinstance(v, tuple) else v
             stages.append(d)
-        return {"name": self.name, "resolution": self.resolution, "input_channels": self.input_channels,
-                "num_classes": self.num_classes,
-                "stem": {"channels": self.stem.channels, "kernel": self.stem.kernel, "stride": self.stem.stride},
-                "candidates": list(self.candidates), "stages": stages,
-                "head": {"channels": self.head.channels, "dropout": float(self.head.dropout)}}
+        out = {"name": self.name, "resolution": self.resolution, "input_channels": self.input_channels,
+               "num_classes": self.num_classes,
+               "stem": {"channels": self.stem.channels, "kernel": self.stem.kernel, "stride": self.stem.stride},
+               "candidates": list(self.candidates), "stages": stages,
+               "head": {"channels": self.head.channels, "dropout": float(self.head.dropout)}}
+        # Precision keys only when set, so a space without bits keeps its file and fingerprint.
+        for f in BIT_KINDS:
+            if getattr(self, f):
+                out[f] = list(getattr(self, f))
+        if self.fixed_bits is not None:
+            out["fixed_bits"] = self.fixed_bits
+        return out
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], where: str = "search space") -> "SearchSpace":
@@ -457,8 +627,9 @@ class SearchSpace:
         if "head" in d:
             check_keys(d["head"], {f.name for f in fields(Head)}, f"{where}: head")
             kw["head"] = Head(**d["head"])
-        if "candidates" in kw and isinstance(kw["candidates"], list):
-            kw["candidates"] = tuple(kw["candidates"])
+        for f in ("candidates",) + BIT_KINDS:
+            if f in kw and isinstance(kw[f], list):
+                kw[f] = tuple(kw[f])
         if kw.get("name") is None:
             kw.pop("name", None)
         return SearchSpace(stem=Stem(**d["stem"]), stages=tuple(stages), **kw)
@@ -560,6 +731,39 @@ def tiny_mnist() -> SearchSpace:
                 Stage(24, 2, 2, first_candidates=_TINY),
                 Stage(32, 2, 2, first_candidates=_TINY)),
         head=Head(128))
+
+
+#: The bit-width choices of the built-in mixed-precision spaces (Auto-NBA and EdMIPS search 2..8 bits).
+MP_BITS = (2, 4, 8)
+
+
+@SEARCH_SPACES.register("proxyless-cifar10-mp")
+def proxyless_cifar10_mp() -> SearchSpace:
+    """``proxyless-cifar10`` with per-block weight and activation bits in {2, 4, 8} (mixed precision).
+
+    Same macro-architecture and op candidates; every choice block also chooses its weight
+    bits (``s{i}.b{j}.wbits``) and input-activation bits (``s{i}.b{j}.abits``) from 2 / 4 / 8
+    (Auto-NBA, Fu et al., ICML 2021, searches this kind of per-layer precision with the
+    network); stem, the fixed first block, head conv and classifier run at 8 bits.  12 choice
+    blocks, 36 choices, 6^3 * 7^9 * 9^12 ~ 2.5e21 architectures.
+    """
+    base = proxyless_cifar10()
+    return SearchSpace(name="proxyless-cifar10-mp", resolution=base.resolution, input_channels=base.input_channels,
+                       num_classes=base.num_classes, stem=base.stem, candidates=base.candidates, stages=base.stages,
+                       head=base.head, wbits=MP_BITS, abits=MP_BITS, fixed_bits=8)
+
+
+@SEARCH_SPACES.register("tiny-mnist-mp")
+def tiny_mnist_mp() -> SearchSpace:
+    """``tiny-mnist`` with per-block weight and activation bits in {2, 4, 8}, for CPU demos.
+
+    Same geometry and op candidates as ``tiny-mnist``; stem, head conv and classifier at
+    8 bits.  6 choice blocks, 18 choices, 5^4 * 4^2 * 9^6 ~ 5.3e9 architectures.
+    """
+    base = tiny_mnist()
+    return SearchSpace(name="tiny-mnist-mp", resolution=base.resolution, input_channels=base.input_channels,
+                       num_classes=base.num_classes, stem=base.stem, candidates=base.candidates, stages=base.stages,
+                       head=base.head, wbits=MP_BITS, abits=MP_BITS, fixed_bits=8)
 
 
 def get_search_space(name_or_path: Union[str, PathLike]) -> SearchSpace:

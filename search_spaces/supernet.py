@@ -33,6 +33,18 @@ task loss -- its only gradient is ``<dL/dy, y> = 0``.  The two-path binary mode,
 ``"darts"`` and ``"gumbel"`` with its probe (the default) do not have this blind spot,
 because they compare two or more ops.
 
+**Bit widths.**  A block of a mixed-precision space (:class:`~search_spaces.space.SearchSpace`
+with ``wbits`` / ``abits``) has one logit vector per choice -- its op, its weight bits, its
+activation bits -- drawn independently by the same path mode (``arch_encoding`` is their
+concatenation, in :attr:`SearchSpace.choices` order).  Its candidate ops are built with
+fake-quantised convolutions (:func:`~search_spaces.ops.build_quant_op`: LSQ weights with one
+learnable step per bit width, PACT activations), and the drawn bit paths become gated
+mixtures of quantised weights and inputs inside every conv of the op that runs
+(:func:`search_spaces.quant.mixed_bits`, EdMIPS' composite convolution): a hard gate (value
+1 for the drawn bits, 0 with gradient for the others) in ``gumbel`` and ``binary`` modes, the
+softmax in ``darts``, the drawn bits alone in ``uniform``.  All bit choices share the op's
+weights.  The layers outside the choice blocks run at the space's ``fixed_bits``.
+
 Whatever the mode, :meth:`Supernet.fixed` (or ``forward(x, sample=...)``) runs one given
 architecture, and :meth:`Supernet.freeze` copies it out as a standalone ``nn.Sequential``.
 Randomness is explicit: paths are drawn from :attr:`Supernet.generator` (a
@@ -49,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 from collections import OrderedDict
@@ -61,8 +74,12 @@ from torch import nn
 
 from coexplore.common import ConfigError
 
-from .ops import ConvBNAct, build_op, is_skip_op
-from .space import SearchSpace
+from .ops import ConvBNAct, build_op, build_quant_op, is_skip_op
+from .quant import BitGate, mixed_bits, quant_layers, quantize_model
+from .space import BIT_KINDS, Block, SearchSpace, bits_label
+
+#: The activation range rule of the quantised ops the supernet and :func:`build_network` build.
+ACT_MODE = "pact"
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +114,51 @@ def init_weights(module: nn.Module, generator: Optional[torch.Generator] = None)
     return module
 
 
+def _fixed_quant(space: SearchSpace, module: nn.Module, first_input_bits: Optional[int] = None) -> nn.Module:
+    """``module`` (stem, fixed stage, head, classifier) at the space's ``fixed_bits``, if set."""
+    if space.fixed_bits is None:
+        return module
+    fb = space.fixed_bits
+    return quantize_model(module, fb, fb, act_mode=ACT_MODE, first_input_bits=first_input_bits, inplace=True,
+                          weight_mode="lsq", auto_calibrate=True)
+
+
 def _stem(space: SearchSpace) -> nn.Module:
-    return ConvBNAct(space.input_channels, space.stem.channels, space.stem.kernel, space.stem.stride)
+    # The image is an 8-bit signal already; the stem's input is quantised to 8 bits at most.
+    first = min(8, space.fixed_bits) if space.fixed_bits is not None else None
+    return _fixed_quant(space, ConvBNAct(space.input_channels, space.stem.channels, space.stem.kernel,
+                                         space.stem.stride), first)
 
 
 def _head(space: SearchSpace) -> Optional[nn.Module]:
-    return ConvBNAct(space.final_channels, space.head.channels, 1) if space.head.channels else None
+    if not space.head.channels:
+        return None
+    return _fixed_quant(space, ConvBNAct(space.final_channels, space.head.channels, 1))
 
 
-def _classifier(space: SearchSpace) -> nn.Linear:
-    return nn.Linear(space.head.channels or space.final_channels, space.num_classes)
+def _classifier(space: SearchSpace) -> nn.Module:
+    return _fixed_quant(space, nn.Linear(space.head.channels or space.final_channels, space.num_classes))
+
+
+def _bit_offer(space: SearchSpace, b: Block, kind: str) -> Tuple[int, ...]:
+    """The bit widths block ``b``'s ops are built for: its choices, else ``fixed_bits`` (32: float)."""
+    return b.bit_choices(kind) or ((space.fixed_bits,) if space.fixed_bits is not None else (32,))
+
+
+def _block_op(space: SearchSpace, b: Block, op: str, sample: Optional[Mapping[str, Any]] = None,
+              quantized: bool = True) -> nn.Module:
+    """Op ``op`` for block ``b``: quantised when the block offers bits (at ``sample``'s, else its first)."""
+    if not b.searched:
+        return _fixed_quant(space, build_op(op, b.C_in, b.C_out, b.stride)) if quantized else \
+            build_op(op, b.C_in, b.C_out, b.stride)
+    if not quantized or not (b.wbits or b.abits or space.fixed_bits is not None):
+        return build_op(op, b.C_in, b.C_out, b.stride)
+    if sample is not None:
+        w, a = space.block_bits(sample, b.label)
+        wb, ab = ((w if w is not None else 32),), ((a if a is not None else 32),)
+    else:
+        wb, ab = _bit_offer(space, b, "wbits"), _bit_offer(space, b, "abits")
+    return build_quant_op(op, b.C_in, b.C_out, b.stride, wb, ab, act_mode=ACT_MODE)
 
 
 def _assemble(space: SearchSpace, stem: nn.Module, blocks: Sequence[Tuple[str, str, nn.Module]],
@@ -126,20 +178,29 @@ def _assemble(space: SearchSpace, stem: nn.Module, blocks: Sequence[Tuple[str, s
     return nn.Sequential(mods)
 
 
-def build_network(space: SearchSpace, sample: Mapping[str, str],
-                  generator: Optional[torch.Generator] = None) -> nn.Sequential:
+def build_network(space: SearchSpace, sample: Mapping[str, Any],
+                  generator: Optional[torch.Generator] = None, quantized: bool = True) -> nn.Sequential:
     """A freshly initialised standalone network for one architecture of ``space``.
 
     The module maps ``[B, input_channels, resolution, resolution]`` to ``[B, num_classes]``
     logits; submodules are named ``stem``, ``s{i}_b{j}`` (skip ops dropped), ``head``,
     ``pool``, ``flatten``, ``dropout`` (if any) and ``classifier``.
+
+    In a space with bit widths every conv and linear layer is fake-quantised at the sample's
+    bits (LSQ weights, PACT activations; the layers outside the choice blocks at
+    ``fixed_bits``), so training it is quantisation-aware training; ``quantized=False``
+    builds the same network in float (the float reference).
     """
     sample = space.check_sample(sample)
+    # the float reference builds its stem, fixed stages and head as if the space had no fixed_bits
+    outer = space if quantized or space.fixed_bits is None else dataclasses.replace(space, fixed_bits=None)
+    stem, head, cls = _stem(outer), _head(outer), _classifier(outer)
     blocks = []
     for b in space.all_blocks:
         op = sample[b.label] if b.searched else b.candidates[0]
-        blocks.append((b.label, op, build_op(op, b.C_in, b.C_out, b.stride)))
-    return init_weights(_assemble(space, _stem(space), blocks, _head(space), _classifier(space)), generator)
+        blocks.append((b.label, op, _block_op(space, b, op, sample, quantized)))
+    return init_weights(_assemble(space, stem, blocks, head, cls), generator)
+
 
 
 class _Path(NamedTuple):
@@ -158,14 +219,19 @@ class MixedOp(nn.Module):
         C_in, C_out, stride: the block's geometry.
     """
 
-    def __init__(self, names: Sequence[str], C_in: int, C_out: int, stride: int) -> None:
+    def __init__(self, names: Sequence[str], C_in: int, C_out: int, stride: int,
+                 build: Optional[Any] = None) -> None:
         super().__init__()
         self.names = tuple(names)
-        self.candidates = nn.ModuleList([build_op(n, C_in, C_out, stride) for n in self.names])
+        make = build if build is not None else (lambda n: build_op(n, C_in, C_out, stride))
+        self.candidates = nn.ModuleList([make(n) for n in self.names])
+        self._qlayers = [[m for _, m in quant_layers(c)] for c in self.candidates]
 
     def forward(self, x: torch.Tensor, active: Sequence[int],
                 weights: Optional[Sequence[torch.Tensor]] = None,
-                probes: Optional[Sequence[bool]] = None) -> torch.Tensor:
+                probes: Optional[Sequence[bool]] = None,
+                weight_gates: Optional[Sequence[BitGate]] = None,
+                act_gates: Optional[Sequence[BitGate]] = None) -> torch.Tensor:
         """Run the ``active`` candidates on ``x`` (``[B, C_in, H, W]``).
 
         Args:
@@ -175,23 +241,34 @@ class MixedOp(nn.Module):
                 the op unscaled.
             probes: per active candidate, True to run it without autograd graph (its
                 output only feeds its weight's gradient; the weight's value is then 0).
+            weight_gates, act_gates: the bit mixtures of a quantised block
+                (:func:`search_spaces.quant.mixed_bits`); None keeps each layer's own bits.
 
         Returns:
             ``[B, C_out, H', W']``: ``sum_k weights[k] * op_{active[k]}(x)``.
         """
+        if weight_gates is not None or act_gates is not None:
+            run = lambda i: self._run_mixed(i, x, weight_gates, act_gates)  # noqa: E731
+        else:
+            run = lambda i: self.candidates[i](x)  # noqa: E731
         if weights is None:
-            return self.candidates[active[0]](x)
+            return run(active[0])
         probes = probes if probes is not None else [False] * len(active)
         out = None
         for i, w, probe in zip(active, weights, probes):
             if probe:
                 with torch.no_grad():
-                    o = self.candidates[i](x)
+                    o = run(i)
             else:
-                o = self.candidates[i](x)
+                o = run(i)
             y = w * o
             out = y if out is None else out + y
         return out
+
+    def _run_mixed(self, i: int, x: torch.Tensor, weight_gates: Optional[Sequence[BitGate]],
+                   act_gates: Optional[Sequence[BitGate]]) -> torch.Tensor:
+        with mixed_bits(self._qlayers[i], weight_gates, act_gates):
+            return self.candidates[i](x)
 
     def extra_repr(self) -> str:
         return f"names={list(self.names)}"
@@ -228,9 +305,10 @@ class Supernet(nn.Module):
         cells: List[nn.Module] = []
         for b in space.all_blocks:
             if b.searched:
-                cells.append(MixedOp(b.candidates, b.C_in, b.C_out, b.stride))
+                cells.append(MixedOp(b.candidates, b.C_in, b.C_out, b.stride,
+                                     build=lambda n, b=b: _block_op(space, b, n)))
             else:
-                cells.append(build_op(b.candidates[0], b.C_in, b.C_out, b.stride))
+                cells.append(_block_op(space, b, b.candidates[0]))
         self.cells = nn.ModuleList(cells)
         self.head = _head(space)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -243,7 +321,9 @@ class Supernet(nn.Module):
         # Zero logits: the uniform distribution over candidates.
         self.arch_logits = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in space.num_candidates])
         self._searched = [b.searched for b in space.all_blocks]
-        self._fixed: Optional[Dict[str, str]] = None
+        # per choice block, the bit widths of its wbits / abits choices (None: no such choice)
+        self._bit_slots = [tuple(b.bit_choices(k) or None for k in BIT_KINDS) for b in space.blocks]
+        self._fixed: Optional[Dict[str, Any]] = None
 
     # ---- settings ---------------------------------------------------------------------
     @property
@@ -297,7 +377,8 @@ class Supernet(nn.Module):
 
     # ---- parameters -------------------------------------------------------------------
     def arch_parameters(self) -> List[nn.Parameter]:
-        """The architecture logits, one ``[num_candidates_b]`` vector per choice block, in encoding order."""
+        """The architecture logits, one ``[num_candidates_c]`` vector per choice (a block's op, then
+        its bit widths, :attr:`SearchSpace.choices`), in encoding order."""
         return list(self.arch_logits)
 
     def weight_parameters(self) -> List[nn.Parameter]:
@@ -309,29 +390,29 @@ class Supernet(nn.Module):
         """Differentiable per-block softmax probabilities, concatenated.
 
         Returns:
-            ``[sum(num_candidates)]`` tensor in :meth:`SearchSpace.encode`'s order: blocks in
-            ``space.blocks`` order, candidates in declared order within a block.
+            ``[sum(num_candidates)]`` tensor in :meth:`SearchSpace.encode`'s order: choices in
+            ``space.choices`` order (per block its op, then wbits, then abits), candidates in
+            declared order within a choice.
         """
         return torch.cat([F.softmax(a, dim=-1) for a in self.arch_logits])
 
     def arch_probabilities(self) -> Dict[str, Dict[str, float]]:
         """``{label: {op: probability}}`` for logs and reports."""
         with torch.no_grad():
-            return {b.label: {n: float(p) for n, p in zip(b.candidates, F.softmax(a, dim=-1).cpu())}
-                    for b, a in zip(self.space.blocks, self.arch_logits)}
+            return {c.label: {str(n): float(p) for n, p in zip(c.candidates, F.softmax(a, dim=-1).cpu())}
+                    for c, a in zip(self.space.choices, self.arch_logits)}
 
     def derive(self) -> Dict[str, str]:
-        """The most likely architecture, ``{label: op}`` (argmax of each block's logits)."""
-        return {b.label: b.candidates[int(torch.argmax(a.detach()))]
-                for b, a in zip(self.space.blocks, self.arch_logits)}
+        """The most likely architecture, ``{label: value}`` (argmax of each choice's logits)."""
+        return {c.label: c.candidates[int(torch.argmax(a.detach()))]
+                for c, a in zip(self.space.choices, self.arch_logits)}
 
     # ---- forward ----------------------------------------------------------------------
     def _plan(self, sample: Optional[Mapping[str, str]]) -> List[_Path]:
-        """Per choice block: which candidates run, with which weights."""
-        blocks = self.space.blocks
+        """Per choice (a block's op, then its bit widths): which candidates run, with which weights."""
         if sample is not None or self._fixed is not None:
             s = self.space.check_sample(sample) if sample is not None else self._fixed
-            return [_Path([b.candidates.index(s[b.label])]) for b in blocks]
+            return [_Path([c.candidates.index(s[c.label])]) for c in self.space.choices]
         logits = list(self.arch_logits)
         if self.mode == "darts":
             return [_Path(list(range(a.numel())), list(F.softmax(a, dim=-1).unbind())) for a in logits]
@@ -401,11 +482,13 @@ class Supernet(nn.Module):
             ``[B, num_classes]`` logits.
         """
         plan = iter(self._plan(sample))
+        slots = iter(self._bit_slots)
         x = self.stem(x)
         for searched, cell in zip(self._searched, self.cells):
             if searched:
                 path = next(plan)
-                x = cell(x, path.active, path.weights, path.probes)
+                gates = [_gates(offer, next(plan)) if offer is not None else None for offer in next(slots)]
+                x = cell(x, path.active, path.weights, path.probes, gates[0], gates[1])
             else:
                 x = cell(x)
         if self.head is not None:
@@ -437,10 +520,13 @@ class Supernet(nn.Module):
         for b, cell in zip(self.space.all_blocks, self.cells):
             if b.searched:
                 op = sample[b.label]
-                module = cell.candidates[b.candidates.index(op)]
+                module = copy.deepcopy(cell.candidates[b.candidates.index(op)])
+                w, a = (sample.get(bits_label(b.label, k)) for k in BIT_KINDS)
+                for _, q in quant_layers(module):
+                    q.set_bits(w, a)  # the sample's bits; a block without that choice keeps its own
             else:
-                op, module = b.candidates[0], cell
-            blocks.append((b.label, op, copy.deepcopy(module)))
+                op, module = b.candidates[0], copy.deepcopy(cell)
+            blocks.append((b.label, op, module))
         head = copy.deepcopy(self.head) if self.head is not None else None
         return _assemble(self.space, copy.deepcopy(self.stem), blocks, head, copy.deepcopy(self.classifier))
 
@@ -457,6 +543,14 @@ class Supernet(nn.Module):
     def extra_repr(self) -> str:
         return (f"space={self.space.name!r}, mode={self.mode!r}, tau={self.tau:g}, "
                 f"binary_paths={self.binary_paths}, gumbel_probe={self.gumbel_probe}")
+
+
+def _gates(offer: Sequence[int], path: _Path) -> List[BitGate]:
+    """The bit mixture of one drawn bit-width path: ``(bits, gate, probe)`` per active candidate."""
+    if path.weights is None:
+        return [(int(offer[path.active[0]]), None, False)]  # type: ignore[list-item]
+    probes = path.probes if path.probes is not None else [False] * len(path.active)
+    return [(int(offer[i]), w, p) for i, w, p in zip(path.active, path.weights, probes)]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ TASKS: Registry = Registry("task")
 
 @TASKS.register("classification")
 class Classification:
-    """Top-1 classification with cross-entropy."""
+    """Top-1 classification with cross-entropy (labels are class indices or, from data-free
+    training, soft ``[B, K]`` probabilities: cross-entropy to a teacher's distribution, whose
+    gradient is the KL divergence's, and accuracy against its argmax)."""
 
     name = "classification"
     metric = "accuracy"
@@ -47,7 +49,8 @@ class Classification:
 
     def batch_correct(self, logits, y) -> float:
         """How many of a training batch are right (for the training-accuracy log)."""
-        return float((logits.argmax(1) == y).sum())
+        from .train import hard_labels
+        return float((logits.argmax(1) == hard_labels(y)).sum())
 
 
 def get_task(space) -> Any:

@@ -124,6 +124,12 @@ def _sgd_cosine(params: Sequence[nn.Parameter], lr: float, momentum: float, weig
     return opt, sched, per_batch
 
 
+def hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices of ``y``: itself for ``[B]`` labels, the argmax of ``[B, K]`` soft labels
+    (a teacher's probabilities, as data-free training gives; ``F.cross_entropy`` takes both)."""
+    return y.argmax(dim=1) if y.ndim == 2 else y
+
+
 def _run_epoch(model: nn.Module, loader: Loader, device: torch.device, desc: str, progress: bool,
                optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
                per_batch: bool = True, grad_clip: Optional[float] = None,
@@ -147,7 +153,7 @@ def _run_epoch(model: nn.Module, loader: Loader, device: torch.device, desc: str
             n = y.shape[0]
             seen += n
             loss_sum += loss.detach().double() * n
-            correct += (logits.detach().argmax(dim=1) == y).sum()
+            correct += (logits.detach().argmax(dim=1) == hard_labels(y)).sum()
             if progress and step % 20 == 0:  # .item() syncs the device, so only now and then
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
     if train and not per_batch and scheduler is not None:

@@ -107,6 +107,18 @@ CONFIG_CASES = [
     ("constraints=[area <= 0.001mm2]", ["area", "unreachable", "smallest accelerator"]),
 ]
 
+# Bit widths of a search space (inline mapping), refused with the field and the allowed set.
+_MP = ("search_space={resolution: 28, input_channels: 1, num_classes: 10, stem: {channels: 4}, "
+       "candidates: [mb3_e3], %s}")
+_ST = "stages: [{channels: 4, stride: 1, layers: 1}]"
+CONFIG_CASES += [
+    (_MP % f"{_ST}, wbits: [3.5]", ["wbits: 3.5 is not a supported bit width", "[2, 3, 4, 5, 6, 7, 8, 16, 32]"]),
+    (_MP % f"{_ST}, abits: 4", ["abits must be a list of bit widths", "[2, 3, 4, 5, 6, 7, 8, 16, 32]"]),
+    (_MP % f"{_ST}, fixed_bits: 12", ["fixed_bits 12", "[2, 3, 4, 5, 6, 7, 8, 16, 32]"]),
+    (_MP % "stages: [{channels: 4, stride: 1, layers: 1, op: mb3_e3, wbits: [4]}]",
+     ["stages[0]", "fixed stage", "takes no wbits or abits"]),
+]
+
 
 @pytest.mark.parametrize("override,words", CONFIG_CASES, ids=[c[0][:40] for c in CONFIG_CASES])
 def test_bad_config_value(override, words, tmp_path, capsys, monkeypatch):

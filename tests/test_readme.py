@@ -26,7 +26,8 @@ SMALLER = {
     "coexplore evaluator build": ({"3000": "300"}, ["--epochs-generator", "3", "--epochs-estimator", "1",
                                                     "--report-arch", "200"]),
     "coexplore evaluator report": ({"1000": "200"}, []),
-    "coexplore search -c experiments/configs/quickstart.yaml": ({}, _SEARCH_SMALL),
+    "coexplore search -c experiments/configs/quickstart.yaml": ({}, _SEARCH_SMALL + ["data.generator_steps=5",
+                                                                                    "data.synthetic_samples=300"]),
     "coexplore search -c experiments/configs/hdx-cifar10-60fps.yaml": (
         {"data.limit=5000": "data.limit=300", "steps_per_epoch=20": "steps_per_epoch=2",
          "search_epochs=2": "search_epochs=1", "warmup_epochs=2": "warmup_epochs=1", "retrain_epochs=2": "retrain_epochs=1"},
@@ -121,7 +122,8 @@ def test_readme_cli_tour_runs(tmp_path, monkeypatch, capsys):
         assert rc == 0, f"README line `{line}` exited {rc}:\n{out.err[-2000:]}"
         ran += 1
     print("\n".join(f"{t:7.1f} s  {line}" for t, line in took))  # shown with -s or on failure
-    assert ran >= 20
+    assert ran >= 21
+    assert (tmp_path / "runs" / "q-datafree" / "result.json").is_file()
     assert (tmp_path / "runs" / "q" / "result.json").is_file()
     assert (tmp_path / "runs" / "front").is_dir()
     assert (tmp_path / "runs" / "q" / "export").is_dir()

@@ -245,6 +245,7 @@ class TinySpace:
     def __init__(self, space):
         self.blocks = [b for b in space.blocks if len(b.candidates) == 4][:2]
         self.blocks = [SimpleNamespace(label=b.label, candidates=b.candidates[:2]) for b in self.blocks]
+        self.choices = self.blocks  # no bit choices: one choice per block
         self._full = space
 
     def sample(self, rng):

@@ -1,0 +1,98 @@
+"""Mixed-precision spaces through the co-exploration's parts: the cost table, the baselines'
+genes, the feasibility check, the penalties and the QAT retraining."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from accelerators import get_hardware_space
+from coexplore import baselines
+from coexplore.constraints import Constraint, ConstraintSet, check_feasible
+from coexplore.pricing import CostTable
+from search_spaces import Supernet, get_data, get_search_space
+
+
+@pytest.fixture(scope="module")
+def mp_table():
+    return CostTable(get_search_space("tiny-mnist-mp"), get_hardware_space("small"))
+
+
+def test_cost_table_prices_each_sample_exactly(mp_table):
+    sp = mp_table.space
+    assert mp_table.cand_latency.shape[0] == sum(len(b.candidates) * len(b.wbits) * len(b.abits) for b in sp.blocks)
+    for seed in range(4):
+        s = sp.sample(seed)
+        costs = mp_table.model.evaluate(sp.layers(s), mp_table.accelerators)
+        lat, en, _ = mp_table.metrics(sp.encode(s))
+        np.testing.assert_allclose(lat[0], costs.latency_s.sum(1), rtol=1e-9)
+        np.testing.assert_allclose(en[0], costs.energy_j.sum(1), rtol=1e-9)
+
+
+def test_least_latency_and_witness_are_mixed_precision_samples(mp_table):
+    value, arch, a = mp_table.least("latency")
+    sp = mp_table.space
+    assert sp.check_sample(arch) == arch and "s0.b0.wbits" in arch
+    assert mp_table.sample_costs(arch)["latency_s"][a] == pytest.approx(value, rel=1e-9)
+    rep = check_feasible(ConstraintSet([Constraint("latency", "<=", value * 1.5)]), mp_table)
+    assert rep["witness"]["latency_s"] <= value * 1.5 * (1 + 1e-9)
+
+
+def test_baseline_genes_cover_every_choice(mp_table):
+    sp = mp_table.space
+    assert baselines._radices(sp) == sp.num_candidates and len(baselines._radices(sp)) == 18
+    s = sp.sample(5)
+    assert baselines._sample(sp, baselines._genome(sp, s)) == s
+
+
+def test_penalties_read_the_joint_encoding(mp_table):
+    from coexplore.penalty import MacsCost
+    sp = mp_table.space
+    net = Supernet(sp)
+    cost = MacsCost.for_space(sp)
+    enc = net.arch_encoding()
+    out = cost.raw(enc)["macs"]
+    out.backward()
+    assert all(a.grad is not None for a in net.arch_parameters())
+    s = sp.sample(2)
+    exact = sum(l.macs for l in sp.layers(s))
+    assert float(cost.raw(torch.as_tensor(sp.encode(s)))["macs"]) == pytest.approx(exact, rel=1e-6)
+
+
+def test_retrain_is_qat_at_the_sample_bits_and_reports_float_beside_it():
+    from coexplore.finalize import retrain
+    sp = get_search_space("tiny-mnist-mp")
+    data = get_data("mnist-embedded", batch_size=32, seed=0, limit=96)
+    s = {**sp.sample_all("mb3_e3", wbits=2, abits=4), "s0.b1": "zero", "s1.b1": "zero", "s2.b1": "zero"}
+    rt = retrain(sp, s, data, 1, 0.05, "cpu", 0, float_reference=True)
+    assert rt["quantized"] is True and rt["quantized_test_accuracy"] == rt["test_accuracy"]
+    assert 0.0 <= rt["float_test_accuracy"] <= 1.0
+    assert rt["bits"]["layers"] == {"w8a8": 3, "w2a4": 9}  # stem, head, fc; three MBConvs of 3 convs
+    plain = retrain(get_search_space("tiny-mnist"), {k: v for k, v in s.items() if "bits" not in k}, data, 1,
+                    0.05, "cpu", 0)
+    assert "quantized_test_accuracy" not in plain and "bits" not in plain
+
+
+@pytest.mark.slow
+def test_search_and_retrain_command_on_a_mixed_precision_space(tmp_path, capsys):
+    """End to end: HDX on tiny-mnist-mp, a QAT retrain in the run and by `coexplore retrain`."""
+    import json
+
+    from coexplore.cli import main
+    from coexplore.config import load_config
+    from coexplore.search import run_search
+
+    tiny = ["search_space=tiny-mnist-mp", "hardware_space=small", "data.limit=160", "data.batch_size=32",
+            "steps_per_epoch=2", "warmup_epochs=1", "search_epochs=1", "progress=false", "evaluator.num_arch=300",
+            "evaluator.pairs_per_arch=8", "evaluator.epochs_generator=3", "evaluator.epochs_estimator=1",
+            "method=hdx", "constraints=[latency <= 1ms]", "retrain_epochs=1"]
+    run_search(load_config(None, tiny), tmp_path / "run", cache_dir=tmp_path / "cache")
+    r = json.loads((tmp_path / "run" / "result.json").read_text())
+    sp = get_search_space("tiny-mnist-mp")
+    assert sp.check_sample(r["architecture"]) == r["architecture"]
+    assert {"quantized_test_accuracy", "float_test_accuracy", "bits"} <= set(r["retrain"])
+    assert main(["retrain", str(tmp_path / "run"), "--epochs", "1", "--quiet", "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    r = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "float_test_accuracy" in r["retrains"][-1]
