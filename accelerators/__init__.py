@@ -15,6 +15,7 @@ from coexplore.common import Registry, UnknownNameError
 from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hardware_spaces
 from .networks import WORKLOADS, get_workload, list_workloads
 from .cost_source import COST_SOURCES, CostSource, get_cost_source, list_cost_sources
+from . import measured as _measured  # noqa: F401 - registers measured-cpu, measured-cpu-onnxruntime, measured-cuda
 from .technology import COST_MODEL_VERSION, TECH_PRESETS, Technology, get_technology, list_technologies
 from . import zigzag_backend  # registers the "zigzag" cost source (ZigZag itself is imported only when used)
 from .zigzag_backend import ZigZagBackend

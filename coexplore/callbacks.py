@@ -64,10 +64,11 @@ class PlotWriter(Callback):
         from .plots import plot_accelerator, plot_trajectories
         try:
             plot_trajectories(search.run_dir)
-            acc = Accelerator.from_dict(result.accelerator)
-            plot_accelerator(acc, search.space.layers(result.architecture),
-                             search.run_dir / PLOTS_DIR / "accelerator.png", formats=("png", "svg"),
-                             title=accelerator_title(result, acc))
+            if "pe_x" in result.accelerator:  # not for a measured device (coexplore.lut): it has no PE array
+                acc = Accelerator.from_dict(result.accelerator)
+                plot_accelerator(acc, search.space.layers(result.architecture),
+                                 search.run_dir / PLOTS_DIR / "accelerator.png", formats=("png", "svg"),
+                                 title=accelerator_title(result, acc))
         except Exception as exc:  # noqa: BLE001 - a plot must never lose a finished result
             logger.warning("could not write the run's plots: %s", exc)
 

@@ -360,12 +360,19 @@ def _print_result(result, out, fmt: str) -> None:
     m = result.metrics
     acc = result.accelerator
     print("architecture: " + ", ".join(f"{k}={v}" for k, v in result.architecture.items()))
-    print(f"accelerator:  {_array(acc)}, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
-          f"GLB {acc['glb_bytes'] // 1024} KB")
+    if "pe_x" in acc:
+        print(f"accelerator:  {_array(acc)}, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
+              f"GLB {acc['glb_bytes'] // 1024} KB")
+    else:  # a measured device (coexplore.lut): this machine
+        print(f"device:       {acc.get('name', acc)}")
     chance = " (CHANCE LEVEL)" if result.chance_level else ""
+
+    def q(key: str, scale: float = 1.0) -> str:  # energy and area are unknown (null) for a measured device
+        return "n/a" if m.get(key) is None else f"{m[key] * scale:.4g}"
+
     print(f"accuracy {100 * m['accuracy']:.2f}%{chance} ({result.accuracy_source}), latency "
-          f"{m['latency_s'] * 1e3:.4g} ms ({m['fps']:.1f} fps), energy {m['energy_j'] * 1e3:.4g} mJ, area "
-          f"{m['area_mm2']:.4g} mm2, EDAP {m['edap']:.4g}  [checked by the {result.checked_by} model]")
+          f"{m['latency_s'] * 1e3:.4g} ms ({m['fps']:.1f} fps), energy {q('energy_j', 1e3)} mJ, area "
+          f"{q('area_mm2')} mm2, EDAP {q('edap')}  [checked by the {result.checked_by} model]")
     for c in result.constraints:
         rule = "g = metric - bound" if c.get("op", "<=") == "<=" else "g = bound - metric"
         print(f"  {'OK  ' if c['satisfied'] else 'FAIL'} {c['spec']}: value {c['value']:.4g}, {rule} = {c['g']:+.4g}")
@@ -426,9 +433,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     result, _, space = _run_parts(run)
     paths = plot_trajectories(run)
-    acc = Accelerator.from_dict(result.accelerator)
-    paths += plot_accelerator(acc, space.layers(result.architecture), run / "plots" / "accelerator.png",
-                              formats=("png", "svg"), title=accelerator_title(result, acc))
+    if "pe_x" in result.accelerator:  # not for a measured device (coexplore.lut): it has no PE array
+        acc = Accelerator.from_dict(result.accelerator)
+        paths += plot_accelerator(acc, space.layers(result.architecture), run / "plots" / "accelerator.png",
+                                  formats=("png", "svg"), title=accelerator_title(result, acc))
     if args.format == "json":
         _print_json([str(p) for p in paths])
     elif not args.quiet:
@@ -449,14 +457,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     result, cfg, space = _run_parts(run)
     device = resolve_device(args.device)
     d = cfg.data
-    data = load_data(d, cfg.seed, cache_dir=args.cache_dir, progress=not args.quiet)
+    data = load_data(d, cfg.seed, cache_dir=args.cache_dir, progress=not args.quiet, space=space, task=get_task(space))
     epochs = args.epochs or max(1, cfg.retrain_epochs)
     rt = retrain(space, result.architecture, data, epochs, args.lr or cfg.retrain_lr, device, cfg.seed,
                  progress=not args.quiet, float_reference=bool(getattr(space, "has_bits", False)))
     acc = rt["test_accuracy"]
     task = get_task(space)
     result = result.with_(retrains=[*result.retrains, rt], accuracy_source="retrained-test (coexplore retrain)",
-                          metrics={**result.metrics, "accuracy": acc, "error": 1.0 - acc},
+                          metrics={**result.metrics, "accuracy": acc, "error": 1.0 - acc,
+                                   **({task.metric: acc} if task.metric != "accuracy" else {})},
                           chance_level=chance_level(acc, task.chance(space.num_classes), rt["test_samples"]))
     write_result(run, result)
     if args.format == "json":
@@ -475,6 +484,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.run:
         run = Path(args.run)
         result, _, space = _run_parts(run)
+        if "pe_x" not in result.accelerator:  # a measured device (coexplore.lut)
+            raise UserError(f"{run}: the run was priced on a measured device ({result.checked_by}); it has no "
+                            f"accelerator to export")
         acc = Accelerator.from_dict(result.accelerator)
         layers = space.layers(result.architecture)
         out = Path(args.out) if args.out else run / "export"
@@ -603,7 +615,13 @@ def _catalogue() -> Dict[str, List[Dict[str, Any]]]:
     out["spaces"] = [{"name": n, "designs": fn().size, "description": first_line(fn)} for n, fn in HARDWARE_SPACES.items()]
     out["search-spaces"] = [{"name": n, "blocks": len(fn().blocks), "architectures": fn().all_samples_count,
                              "description": first_line(fn)} for n, fn in SEARCH_SPACES.items()]
+    from search_spaces.detection import DETECTION_SPACES
+    out["detection-spaces"] = [{"name": n, "blocks": len(fn().blocks), "architectures": fn().all_samples_count,
+                                "description": first_line(fn)} for n, fn in DETECTION_SPACES.items()]
     out["methods"] = [{"name": n, "description": cls.description} for n, cls in METHODS.items()]
+    from accelerators import COST_SOURCES
+    out["cost-sources"] = [{"name": n, "description": first_line(cls).replace("``", "")}
+                           for n, cls in COST_SOURCES.items()]
     out["ops"] = [{"name": n} for n in list_ops()]
     return out
 
@@ -837,8 +855,10 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--seed", type=seed_int, default=0)
     ip.set_defaults(func=cmd_interplay)
 
-    ls = command("list", help="list built-in workloads, accelerators, spaces, methods and ops, with sizes")
-    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces", "methods", "ops"))
+    ls = command("list", help="list built-in workloads, accelerators, spaces (detection spaces too), methods, cost sources "
+                                    "and ops, with sizes")
+    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces",
+                                                   "detection-spaces", "methods", "cost-sources", "ops"))
     ls.set_defaults(func=cmd_list)
 
     cf = command("config", help="the reference of every run-config key: type, default, unit, meaning")

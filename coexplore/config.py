@@ -80,11 +80,11 @@ class RunConfig:
     """Everything a co-exploration run needs; saved as ``config.yaml`` in the run folder."""
 
     name: str = "search"  # run label (a name, not a path)
-    method: str = "dance"  # a registered method: dance | hdx (needs constraints) | nas-hw | random | evolution | yours
+    method: str = "dance"  # a registered method: dance | hdx (needs constraints) | nas-hw | random | evolution | dance-lut | hdx-lut | yours
     seed: int = 0  # seeds data split, initialisation and sampling; 0 .. 2^32-1
-    search_space: Any = "tiny-mnist"  # built-in name, YAML path, inline mapping or a SearchSpace
+    search_space: Any = "tiny-mnist"  # built-in name, YAML path, inline mapping or a SearchSpace (or a DetectionSpace)
     hardware_space: Any = "small"  # built-in name, YAML path, inline mapping or a HardwareSpace
-    cost_model: str = "analytical"  # the cost source that prices and checks designs (a registered name)
+    cost_model: str = "analytical"  # the cost source that prices and checks designs: analytical | measured-cpu | measured-cpu-onnxruntime | measured-cuda
     mapping_objective: str = "edp"  # what the cost model's per-layer mapping search minimises
     objective: Objective = Objective("edap")  # network objective: edap | edp | latency | energy | area | {weighted: ...}
     lam: float = 1.0  # lambda: weight of the normalised hardware cost in the loss, >= 0
@@ -295,8 +295,12 @@ def _device(name: Any) -> None:
 
 def resolve_search_space(value: Any):
     from search_spaces import SearchSpace, get_search_space
+    from search_spaces.detection import resolve_detection_space
     if isinstance(value, SearchSpace):
         return value
+    detection = resolve_detection_space(value)  # a detection space: object, kind: detection mapping / YAML, or name
+    if detection is not None:
+        return detection
     if isinstance(value, Mapping):
         return SearchSpace.from_dict(value, where="config: search_space")
     return get_search_space(value)

@@ -464,7 +464,9 @@ def check_feasible(constraints: Union[ConstraintSet, Iterable[Union[str, Constra
     bounds = cs.target_bounds()
     tight = {m: min((c for c in cs if c.target_metric == m), key=lambda c: c.target_bound) for m in bounds}
     area_b = bounds.get("area", math.inf)
-    accs = np.flatnonzero(table.area <= area_b * (1 + _RTOL))
+    # without an area bound every accelerator qualifies (also one of unknown, NaN, area: a measured device)
+    accs = (np.flatnonzero(table.area <= area_b * (1 + _RTOL)) if "area" in bounds
+            else np.arange(table.num_accelerators))
     report["accelerators_within_area"] = int(len(accs))
     within = (f"on an accelerator of at most {format_quantity('area', area_b)}" if "area" in bounds
               else "in this space")

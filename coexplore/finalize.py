@@ -71,10 +71,19 @@ def retrain(space, sample: Mapping[str, Any], data, epochs: int, lr: float, devi
         coexplore.trainer.DivergedError: the training or test loss is not finite.
     """
     from search_spaces import build_network, evaluate_network, train_network
+    from search_spaces.tasks import get_task
 
     from .seeds import RunSeeds, isolated_torch_rng
     from .trainer import DivergedError
 
+    task_retrain = getattr(get_task(space), "retrain", None)  # a task may train its networks its own way
+    if task_retrain is not None:
+        rt = task_retrain(space, sample, data, epochs, lr, device, seed, progress=progress)
+        for what in ("final_train_loss", "test_loss"):
+            if not math.isfinite(float(rt.get(what, 0.0))):
+                raise DivergedError(f"retraining: the {what.replace('_', ' ')} is not finite after {epochs} epoch(s) "
+                                    f"at lr {lr:g}; lower retrain_lr")
+        return rt
     seeds = RunSeeds(seed)
     quantized = bool(getattr(space, "has_bits", False))
 
@@ -128,6 +137,11 @@ class Finalizer:
         scored = run.evaluate_architecture(sample)
         acc = float(scored[run.task.metric])
         metrics: Dict[str, Optional[float]] = {"accuracy": acc, "error": 1.0 - acc, **v["metrics"]}
+        if run.task.metric != "accuracy":  # e.g. "map": also under its own name
+            metrics[run.task.metric] = acc
+        stats = getattr(run.task, "design_stats", None)  # e.g. a detector's parameters and GFLOPs
+        if stats is not None:
+            metrics.update(stats(run.space, sample))
         met = bool(all(c["satisfied"] for c in v["constraints"]))
         guess = run.task.chance(run.space.num_classes)
         chance = chance_level(acc, guess, int(scored["samples"]))
@@ -146,7 +160,8 @@ class Finalizer:
                          progress=cfg.progress, float_reference=bool(getattr(run.space, "has_bits", False)))
             acc = rt["test_accuracy"]
             result = result.with_(retrain=rt, accuracy_source="retrained-test",
-                                  metrics={**metrics, "accuracy": acc, "error": 1.0 - acc},
+                                  metrics={**metrics, "accuracy": acc, "error": 1.0 - acc,
+                                           **({run.task.metric: acc} if run.task.metric != "accuracy" else {})},
                                   chance_level=chance_level(acc, guess, rt["test_samples"]))
         if result.chance_level:
             logger.warning("the final design's accuracy (%.1f%%, %s) is at chance level for %d classes: the budget "

@@ -182,3 +182,6 @@ class RandomSearchMethod(_OneShot):
 class EvolutionMethod(_OneShot):
     description = "NSGA-II (pymoo) over the trained one-shot supernet, constraint domination"
     algorithm = "evolution"
+
+
+from . import lut_methods as _lut_methods  # noqa: E402,F401 - registers dance-lut and hdx-lut

@@ -45,6 +45,7 @@ from .common import ConfigError, atomic_write_text, default_cache_dir
 from .config import RunConfig, config_diff, config_from_dict
 from .constraints import check_feasible
 from .evaluator import Evaluator
+from .lut import make_cost_table
 from .penalty import ConstraintTargets, HardwarePenalty
 from .pricing import CostTable
 from .runfolder import (BASELINE_HISTORY_FILE, CONFIG_FILE, ExitCode, Result, checkpoint_path, result_path,
@@ -70,10 +71,14 @@ def evaluator_cache_key(cfg: RunConfig, table: CostTable) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def load_data(d, seed: int, cache_dir: Optional[Path] = None, progress: bool = False):
-    """The run's :class:`~search_spaces.data.DataBundle`: a dataset (:func:`search_spaces.get_data`),
-    or with ``data.name: synthetic`` a teacher's synthetic samples (data-free, DANCE++;
-    :mod:`coexplore.datafree.cosearch`)."""
+def load_data(d, seed: int, cache_dir: Optional[Path] = None, progress: bool = False, space=None, task=None):
+    """The run's :class:`~search_spaces.data.DataBundle`: the task's own data when it loads it
+    (``task.load_data(space, d, seed, cache_dir)``, e.g. detection), with ``data.name: synthetic``
+    a teacher's synthetic samples (data-free, DANCE++; :mod:`coexplore.datafree.cosearch`), else a
+    dataset (:func:`search_spaces.get_data`)."""
+    load = getattr(task, "load_data", None)
+    if load is not None:
+        return load(space, d, seed=seed, cache_dir=cache_dir)
     if d.name == "synthetic":
         from .datafree.cosearch import synthetic_data
         return synthetic_data(d, seed, cache_dir=cache_dir, progress=progress)
@@ -147,7 +152,9 @@ class CoExplorer:
         self.task = get_task(self.space)
         self.hw_space = cfg.resolve_hardware_space()
         self.cost_source = cfg.cost_source()
-        self.table = CostTable(self.space, self.hw_space, model=self.cost_source)
+        # a measured cost source prices with its per-block latency table (coexplore.lut), any other one analytically
+        self.table = make_cost_table(self.space, self.hw_space, self.cost_source, self.objective, self.constraints,
+                                     cache_dir=self.cache_dir, progress=cfg.progress)
         self.verifier = Verifier(self.table, self.objective, self.constraints)
         self.feasibility = check_feasible(self.constraints, self.table) if len(self.constraints) else {}
         self.targets = ConstraintTargets(self.constraints)
@@ -156,7 +163,8 @@ class CoExplorer:
                                           *([TensorBoardLogger()] if cfg.tensorboard else []), *callbacks]
 
         d = cfg.data
-        self.data = load_data(d, cfg.seed, cache_dir=self.cache_dir, progress=cfg.progress)
+        self.data = load_data(d, cfg.seed, cache_dir=self.cache_dir, progress=cfg.progress, space=self.space,
+                              task=self.task)
         expect = (self.space.input_channels, self.space.resolution, self.space.resolution)
         if self.data.num_classes != self.space.num_classes or tuple(self.data.input_shape) != expect:
             raise ConfigError(
@@ -281,8 +289,7 @@ class CoExplorer:
         row["loss"] = None if warm else row["ce"] + cfg.lam * row["cost_loss"]
         row["val_acc"] = self.inherited_accuracy(sample)  # the argmax architecture, inherited weights
         if cfg.path_mode == "darts":  # the mixture the DARTS-mode supernet actually trains
-            from search_spaces import evaluate_network
-            row["val_acc_supernet"] = float(evaluate_network(self.supernet, self.data.val, self.device)["accuracy"])
+            row["val_acc_supernet"] = float(self.task.evaluate(self.supernet, self.data.val, self.device)[self.task.metric])
         surrogate: Dict[str, float] = {}
         with torch.no_grad():
             probs = [torch.softmax(p, -1) for p in self.supernet.arch_parameters()]

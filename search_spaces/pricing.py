@@ -121,13 +121,14 @@ def candidate_layer_table(space: SearchSpace, N: int = 1) -> CandidateTable:
     keys, cands, choices, offsets, slices = [], [], [], [0], []
     pos = dict(zip(space.labels, zip(space.offsets[:-1], space.offsets[1:])))
     for b in space.blocks:
-        wopts = b.wbits or (None,)
-        aopts = b.abits or (None,)
+        wopts = getattr(b, "wbits", None) or (None,)  # a space without bit choices (e.g. detection) has none
+        aopts = getattr(b, "abits", None) or (None,)
         for op in b.candidates:
             for w in wopts:
                 for a in aopts:
                     keys.append((b.label, op))
-                    cands.append(tuple(space.candidate_layers(b.label, op, N=N, wbits=w, abits=a)))
+                    bits = {k: v for k, v in (("wbits", w), ("abits", a)) if v is not None}
+                    cands.append(tuple(space.candidate_layers(b.label, op, N=N, **bits)))
                     c: Dict[str, Union[str, int]] = {b.label: op}
                     for kind, v in zip(BIT_KINDS, (w, a)):
                         if v is not None:

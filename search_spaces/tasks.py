@@ -53,6 +53,13 @@ class Classification:
         return float((logits.argmax(1) == hard_labels(y)).sum())
 
 
+@TASKS.register("detection")
+def _detection():
+    """One-stage detection (YOLOX's loss, COCO mAP): :class:`search_spaces.detection.task.Detection`."""
+    from .detection.task import Detection
+    return Detection()
+
+
 def get_task(space) -> Any:
     """The task of a search space (its ``task`` attribute; classification by default)."""
     name = getattr(space, "task", "classification")

@@ -208,20 +208,28 @@ def test_two_searches_in_one_folder_at_once(tmp_path, cache):
 
 
 def test_a_second_search_process_is_refused_while_the_first_runs(tmp_path, cache):
+    """Another process holds the run folder's lock (as a running search does): a second search
+    on that folder is refused at once with exit 2; once the holder is gone the lock is free."""
+    from coexplore.runfolder import run_lock
+
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "coexplore.cli", "--quiet", "search", "--out", str(run), "--cache-dir", str(cache),
-           *TINY, "method=dance", "search_epochs=3", "data.limit=400", "steps_per_epoch=20"]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from coexplore.runfolder import run_lock; lock = run_lock(sys.argv[1]); "
+         "assert lock.try_acquire(); print('held', flush=True); sys.stdin.read()", str(run)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        t0 = time.time()
-        while not (run / ".run.lock").exists() and time.time() - t0 < 120 and first.poll() is None:
-            time.sleep(0.05)
-        assert first.poll() is None, "the first search ended before the second started"
-        second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
-        assert second.returncode == 2 and "another search is running" in second.stderr
+        assert holder.stdout.readline().strip() == "held"
+        cmd = [sys.executable, "-m", "coexplore.cli", "--quiet", "search", "--out", str(run), "--cache-dir",
+               str(cache), *TINY, "method=dance"]
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and "another search is running" in second.stderr, second.stderr
+        assert not (run / "checkpoints").exists()  # nothing of the holder's folder was touched
     finally:
-        first.wait(timeout=600)
-    assert first.returncode == 0 and read_result(run).status == "ok"
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    lock = run_lock(run)
+    assert lock.try_acquire()  # released with its holder
+    lock.release()
 
 
 def test_demo_reuses_only_runs_of_its_own_config(tmp_path, cache, capsys):

@@ -69,6 +69,8 @@ def test_user_errors_have_no_traceback(capsys, argv, needle):
 def test_list(capsys):
     rc, out, _ = run(capsys, "list")
     assert "eyeriss" in out and "resnet18" in out and "default" in out
+    assert "det-mnist" in out and "yolox-tiny-search" in out  # the detection spaces
+    assert "hdx-lut" in out and "dance-lut" in out and "measured-cpu" in out  # and what prices them
 
 
 def test_console_script_runs():

@@ -47,7 +47,7 @@ def test_config_yaml_then_overrides(tmp_path):
 @pytest.mark.parametrize("overrides,match", [
     (["bogus=1"], r"unknown field\(s\) \['bogus'\]"),
     (["data.bogus=1"], r"data: unknown field"),
-    (["method=magic"], r"unknown method 'magic'; known methods: dance, evolution, hdx, nas-hw, random"),
+    (["method=magic"], r"unknown method 'magic'; known methods: dance, dance-lut, evolution, hdx, hdx-lut, nas-hw, random"),
     (["method=hdx"], "needs at least one constraint"),
     (["search_epochs=zero"], "search_epochs must be an integer"),
     (["epochs=3"], "epochs was renamed"),
