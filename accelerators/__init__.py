@@ -16,15 +16,19 @@ from .space import HARDWARE_SPACES, HardwareSpace, get_hardware_space, list_hard
 from .networks import WORKLOADS, get_workload, list_workloads
 from .cost_source import COST_SOURCES, CostSource, get_cost_source, list_cost_sources
 from . import measured as _measured  # noqa: F401 - registers measured-cpu, measured-cpu-onnxruntime, measured-cuda
-from .technology import COST_MODEL_VERSION
-from .workload import LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload, save_workload
+from .technology import COST_MODEL_VERSION, TECH_PRESETS, Technology, get_technology, list_technologies
+from . import zigzag_backend  # registers the "zigzag" cost source (ZigZag itself is imported only when used)
+from .zigzag_backend import ZigZagBackend
+from .workload import (LAYER_KINDS, Layer, conv, conv_output_size, depthwise, linear, load_workload, matmul,
+                       save_workload)
 
 __all__ = [
     "MAPPING_OBJECTIVES", "AnalyticalModel", "Costs", "Explanation", "evaluate", "explain", "WORKLOADS", "get_workload",
-    "list_workloads", "COST_MODEL_VERSION", "COST_SOURCES", "CostSource", "get_cost_source", "list_cost_sources",
+    "list_workloads", "COST_MODEL_VERSION", "TECH_PRESETS", "Technology", "get_technology", "list_technologies",
+    "ZigZagBackend", "COST_SOURCES", "CostSource", "get_cost_source", "list_cost_sources",
     "DATAFLOWS", "ArrayLevel", "Dataflow", "TimeloopHints", "Unrolling", "ZigZagHints", "get_dataflow",
     "list_dataflows", "register_dataflow", "ACCELERATORS", "FIELD_RANGES", "Accelerator", "get_accelerator",
     "list_accelerators", "load_accelerator", "save_accelerator", "ConfigError", "Registry", "UnknownNameError",
     "HARDWARE_SPACES", "HardwareSpace", "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv",
-    "conv_output_size", "depthwise", "linear", "load_workload", "save_workload",
+    "conv_output_size", "depthwise", "linear", "load_workload", "matmul", "save_workload",
 ]

@@ -62,7 +62,7 @@ physical -- finite, positive latency and energy, utilisation in (0, 1] -- before
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
@@ -71,7 +71,7 @@ from coexplore.common import ConfigError
 from .dataflows import ArrayLevel, Dataflow, Unrolling, get_dataflow
 from .hardware import Accelerator
 from .cost_source import COST_SOURCES, fingerprint_of
-from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
+from .technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology, get_technology
 from .workload import Layer
 
 logger = logging.getLogger(__name__)
@@ -173,16 +173,48 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+_SHAPE = ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st")
+
+
+def layer_shape(layer: Layer) -> Dict[str, int]:
+    """The loop bounds the model prices ``layer`` with: ``N, G, Kg = K/G, Cg = C/G, R, S, P, Q, st``.
+
+    The same as the layer's own fields except that a batched matrix-vector layer (see
+    :func:`_layer_matrix`) has its batch as output rows (``P = N``, ``N = 1``).
+    """
+    lm, _ = _layer_matrix([layer])
+    return {k: int(v) for k, v in zip(_SHAPE, lm[0])}
+
+
+def spatial_unrolling(layer: Layer, acc: Accelerator) -> Dict[str, int]:
+    """The spatial unrolling of ``layer`` on ``acc`` by its dataflow: ``{g, k, c, r, p, q}`` factors.
+
+    The same unrolling :func:`explain` reports (``spatial``); the ZigZag backend gives it to
+    ZigZag as the fixed spatial mapping, so both models map a layer onto the array alike.
+    """
+    sh = layer_shape(layer)
+    L = {k: np.array([[[v]]], dtype=np.int64) for k, v in sh.items()}
+    L["macs"] = np.prod([L[k] for k in _SHAPE[:-1]], axis=0)
+    L["W"] = L["G"] * L["Kg"] * L["Cg"] * L["R"] * L["S"]
+    L["O"] = L["N"] * L["G"] * L["Kg"] * L["P"] * L["Q"]
+    x, y = (np.array([[[v]]], dtype=np.int64) for v in (acc.pe_x, acc.pe_y))
+    df = get_dataflow(acc.dataflow)
+    sp = _unrolling(df, df.spatial(x, y, L), x * y)
+    return {f: int(np.asarray(v).reshape(-1)[0]) for f, v in zip(Unrolling._fields, sp)}
+
+
 # ---------------------------------------------------------------------------------------
 # GLB/DRAM-level search: depends on the layer and the GLB size only
 # ---------------------------------------------------------------------------------------
 
-def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]:
+def _dram_search(lm: np.ndarray, glb_words: np.ndarray, ps: int = 1) -> Dict[str, np.ndarray]:
     """Best DRAM-level mapping per (GLB size, layer, P-tiling).
 
     Args:
         lm: ``L x 9`` unique layer matrix (see :func:`_layer_matrix`).
         glb_words: ``B`` distinct GLB capacities, words.
+        ps: partial-sum width in words: the output tile accumulates in the GLB at this width,
+            and partial sums that leave for DRAM travel at it.
 
     Returns:
         Arrays of shape ``B x L x 2E`` (E = number of P tilings, two candidates each): tile counts ``n_m, n_c,
@@ -207,7 +239,7 @@ def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]
     n_m, n_c, n_p = _cdiv(M, t_m), _cdiv(Cg, t_c), _cdiv(NP, t_p)
     g_touched = np.minimum(G, _cdiv(t_m, Kg))
     tile_words = (t_m * t_c * R * S + g_touched * t_c * ((np.minimum(t_p, P) - 1) * st + R) * Wd
-                  * _cdiv(t_p, P) + t_m * t_p * Q)
+                  * _cdiv(t_p, P) + t_m * t_p * Q * ps)
     fits = tile_words <= glb_words[:, None, None, None]  # B x L x E x X
 
     W = M * Cg * R * S
@@ -229,7 +261,8 @@ def _dram_search(lm: np.ndarray, glb_words: np.ndarray) -> Dict[str, np.ndarray]
         w_d = W * np.where(inside_gt1[2], n_p, 1)
         i_d = I_halo * np.where(inside_gt1[0], i_refetch, 1)
         o_d = O * np.where(inside_gt1[1], 2 * n_c - 1, 1)
-        tot = np.where(fits, (w_d + i_d + o_d).astype(np.float64), np.inf)
+        o_bits = o_d * np.where(inside_gt1[1] & (n_c > 1), ps, 1)  # partial sums to and from DRAM
+        tot = np.where(fits, (w_d + i_d + o_bits).astype(np.float64), np.inf)
         # tie-break towards fewer tiles (less control overhead)
         tot = tot + 1e-6 * (n_m + n_c + n_p)
         cand = dict(tot=tot, w_d=np.broadcast_to(w_d, tot.shape), i_d=np.broadcast_to(i_d, tot.shape),
@@ -272,13 +305,11 @@ class AnalyticalModel:
     version = COST_MODEL_VERSION
     name = "analytical"
 
-    def __init__(self, tech: Technology = DEFAULT_TECH, mapping_objective: str = "edp") -> None:
+    def __init__(self, tech: Union[str, Technology] = DEFAULT_TECH, mapping_objective: str = "edp") -> None:
         if mapping_objective not in MAPPING_OBJECTIVES:
             raise ConfigError(f"mapping_objective {mapping_objective!r} is unknown; allowed values: "
                               f"{list(MAPPING_OBJECTIVES)}")
-        if not isinstance(tech, Technology):
-            raise ConfigError(f"tech must be a Technology, got {type(tech).__name__}")
-        self.tech = tech
+        self.tech = get_technology(tech)
         self.mapping_objective = mapping_objective
 
     # -- the cost-source protocol --------------------------------------------------------
@@ -334,7 +365,7 @@ class AnalyticalModel:
         Ld["O"] = Ld["N"] * Ld["G"] * Ld["Kg"] * Ld["P"] * Ld["Q"]
 
         glb_vals, glb_idx = np.unique(a["glb_words"], return_inverse=True)
-        dram = _dram_search(lm, glb_vals)
+        dram = _dram_search(lm, glb_vals, int(self.tech.psum_bits_factor))
         if not dram["ok"].any(axis=-1).all():
             b, l = np.argwhere(~dram["ok"].any(axis=-1))[0]
             raise ConfigError(f"no mapping of layer shape {lm[l].tolist()} fits a global buffer of "
@@ -359,18 +390,30 @@ class AnalyticalModel:
             used = s_g * s_k * s_c * s_r * s_p * s_q
             compute = (Ld["N"] * _cdiv(Ld["G"], s_g) * _cdiv(Ld["Kg"], s_k) * _cdiv(Ld["Cg"], s_c)
                        * _cdiv(Ld["R"], s_r) * Ld["S"] * _cdiv(Ld["P"], s_p) * _cdiv(Ld["Q"], s_q))
-            al = df.array_level(Ld, sp, col("rf_words"), d)
+            al = df.array_level({**Ld, "ps": np.int64(t.psum_bits_factor)}, sp, col("rf_words"), d)
             if not isinstance(al, ArrayLevel):
                 raise ConfigError(f"dataflow {df.name!r}: array_level must return an ArrayLevel, "
                                   f"got {type(al).__name__}")
             w_glb, i_glb, o_glb, deliver, inter_pe = al.w_glb, al.i_glb, al.o_glb, al.deliver, al.inter_pe
-            dram_words = (d["w_d"] + d["i_d"] + d["o_d"]).astype(np.float64)
-            glb_words = (w_glb + i_glb + o_glb).astype(np.float64)
+            # Partial sums are psum_bits_factor words wide.  Where they bounce through a level
+            # (written, read back and accumulated again), all output traffic at that level is at
+            # partial-sum width; where each output is written once, it is final (word width).
+            f_ps = float(t.psum_bits_factor)
+            o_w = Ld["O"].astype(np.float64)
+            ps_glb = np.where(o_glb > o_w, f_ps, 1.0)
+            ps_dram = np.where(d["o_d"] > o_w, f_ps, 1.0)
+            dram_words = (d["w_d"] + d["i_d"] + d["o_d"] * ps_dram).astype(np.float64)  # word-equivalents
+            glb_words = (w_glb + i_glb + o_glb * ps_glb).astype(np.float64)
+            deliver_w = deliver + (ps_glb - 1.0) * o_glb  # partial sums delivered to / drained from PEs
+            inter_w = inter_pe * (1.0 + (f_ps - 1.0) * al.inter_pe_psum)
             wb, bits = col("word_bits") / 8.0, col("word_bits")
             macs = Ld["macs"].astype(np.float64)
             e_mac = macs * t.e_mac(bits)
-            e_rf = (4.0 * macs + deliver) * t.e_rf(col("rf_bytes"), bits)
-            e_noc = (deliver + inter_pe) * t.e_noc(bits)
+            # per MAC (unless the dataflow says otherwise): read a weight and an input, read and
+            # write a partial sum
+            rf_reads = (2.0 + 2.0 * f_ps) if al.rf_reads is None else al.rf_reads
+            e_rf = (rf_reads * macs + deliver_w) * t.e_rf(col("rf_bytes"), bits)
+            e_noc = (deliver_w + inter_w) * t.e_noc(bits)
             e_glb = (glb_words + dram_words) * t.e_glb(col("glb_bytes"), bits)
             e_dram = dram_words * t.e_dram(bits)
             dram_cyc = dram_words * wb / col("dram_bw")
@@ -398,7 +441,8 @@ class AnalyticalModel:
                             o_glb=o_glb, noc_deliveries=deliver, inter_pe=inter_pe, e_mac=e_mac, e_rf=e_rf,
                             e_noc=e_noc, e_glb=e_glb, e_dram=e_dram, e_static=e_static, n_m=d["n_m"], n_c=d["n_c"], n_p=d["n_p"],
                             t_m=d["t_m"], t_c=d["t_c"], t_p=d["t_p"], order=d["order"],
-                            rf_splits=al.rf_splits, used_pes=used)
+                            rf_splits=al.rf_splits, used_pes=used, rf_reads=np.asarray(rf_reads, dtype=np.float64),
+                            ps_glb=ps_glb, ps_dram=ps_dram, spatial_k=sp.k, spatial_pq=sp.p * sp.q)
                 keys.update({"rf:" + k: v for k, v in al.rf_alloc.items()})
                 for k, v in keys.items():
                     details.setdefault(k, {})[df.name] = (ai, pick(v))
@@ -438,7 +482,16 @@ class AnalyticalModel:
                 "dram": {"weights": g("w_dram"), "inputs": g("i_dram"), "outputs": g("o_dram")},
                 "glb": {"weights": g("w_glb"), "inputs": g("i_glb"), "outputs/psums": g("o_glb")},
                 "noc": {"deliveries to PEs": g("noc_deliveries"), "inter-PE": g("inter_pe")},
-                "rf": {"per-MAC accesses": 4 * layer.macs, "fills": g("noc_deliveries")},
+                "rf": {"per-MAC accesses (word-equivalents)": g("rf_reads") * layer.macs,
+                       "fills": g("noc_deliveries")},
+            },
+            reuse={
+                "RF reads per MAC (word-equivalents)": g("rf_reads"),
+                "PEs fed per GLB input read (multicast)": g("noc_deliveries") and _safe_div(
+                    g("noc_deliveries") - g("w_glb") - g("o_glb"), g("i_glb")),
+                "partial-sum bits": acc.word_bits * int(self.tech.psum_bits_factor),
+                "partial sums through the GLB": bool(g("o_glb") > layer.output_elems),
+                "partial sums through DRAM": bool(g("o_dram") > layer.output_elems),
             },
             energy_pj=energy,
             cycles={"compute": g("compute_cycles"), "dram": g("dram_cycles"), "glb": g("glb_cycles")},
@@ -490,6 +543,10 @@ def _check_physical(out: Dict[str, np.ndarray], lm: np.ndarray, a: Dict[str, Any
         f"utilisation in (0, 1] -- dataflow {name!r}'s functions or the cost model are wrong")
 
 
+def _safe_div(a: float, b: float) -> float:
+    return float(a) / float(b) if b else 0.0
+
+
 def _bound_name(compute: float, dram: float, glb: float) -> str:
     m = max(compute, dram, glb)
     if m == compute:
@@ -519,6 +576,7 @@ class Explanation:
     dram_bytes: float  # DRAM traffic, bytes
     bound: str  # "compute", "dram-bandwidth" or "glb-bandwidth"
     word_bytes: float  # bytes per word
+    reuse: Dict[str, Any] = field(default_factory=dict)  # RF reads per MAC, multicast, partial-sum width
 
     def to_dict(self) -> Dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("layer", "accelerator")}
@@ -543,6 +601,9 @@ class Explanation:
         for lvl, ops in self.accesses_words.items():
             lines.append(f"  {lvl:5s} " + ", ".join(f"{k}={v:,.0f}" for k, v in ops.items()))
         tot = sum(self.energy_pj.values())
+        if self.reuse:
+            lines.append("reuse: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in self.reuse.items()))
         lines.append("energy: " + ", ".join(f"{k} {v / 1e6:.3f} uJ ({100 * v / tot:.0f}%)"
                                              for k, v in self.energy_pj.items()))
         lines.append("cycles: " + ", ".join(f"{k}={v:,.0f}" for k, v in self.cycles.items())
@@ -583,6 +644,6 @@ def explain(layer: Layer, accelerator: Accelerator, mapping_objective: str = "ed
 
 
 @COST_SOURCES.register("analytical")
-def _analytical(mapping_objective: str = "edp", tech: Technology = DEFAULT_TECH) -> AnalyticalModel:
+def _analytical(mapping_objective: str = "edp", tech: Union[str, Technology] = DEFAULT_TECH) -> AnalyticalModel:
     """The analytical model as a registered cost source."""
     return AnalyticalModel(tech, mapping_objective)

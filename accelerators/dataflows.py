@@ -76,6 +76,8 @@ class ArrayLevel(NamedTuple):
     inter_pe: Any  # words passed between neighbouring PEs
     rf_alloc: Dict[str, Any]  # what each PE's RF holds beyond one word per operand, by label
     rf_splits: Any  # how many pieces the RF-level reuse unit (filter taps / row) is split into
+    inter_pe_psum: Any = 0.0  # fraction of the inter-PE words that are partial sums (charged at partial-sum width)
+    rf_reads: Any = None  # RF word accesses per MAC (partial sums counted at their width); None: 2 + 2 ps
 
 
 #: ``spatial(pe_x, pe_y, L) -> Unrolling``.
@@ -281,64 +283,143 @@ def rs_spatial(pe_x, pe_y, L) -> Unrolling:
 
 
 def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
-    """WS: each PE keeps ``rs_w`` filter taps of its (c, k) pair, which cuts partial-sum traffic."""
+    """WS: each PE keeps the taps of ``f`` filters x ``q`` input channels of its share of the array.
+
+    The array unrolls C' on rows and K' on columns; a PE works through its own ``k_folds x
+    c_folds`` (c, k) pairs in time.  Its RF holds ``f x q`` of them -- ``f q R S`` weights, the
+    streamed input and ``f`` partial sums (``ps`` words each) -- so that every input it receives
+    serves ``f`` filters (the GLB sends each input once per ``f s_k`` output channels) and the
+    partial sums stay in the PE over ``q`` channels (they leave for the GLB once per ``q``
+    channel folds).  When the RF holds all of a PE's weights, they are loaded once for the
+    layer instead of once per output-row tile.  ``(f, q)`` is searched (``q`` in {1, 2, 4, 8,
+    16}, ``f`` the most that fits) for the least GLB traffic.  An RF too small for one filter's
+    taps keeps ``rs_w`` of them and splits the filter (more partial-sum traffic).
+
+    RF reads per MAC: see :func:`_rf_reads_per_mac` (no weight reads when the PE holds one
+    weight).
+    """
     N, G, Kg, Cg, R, S, P, Q = (L[k] for k in ("N", "G", "Kg", "Cg", "R", "S", "P", "Q"))
     macs, W, O = L["macs"], L["W"], L["O"]
+    ps = L.get("ps", 1)
     n_p = d["n_p"]
-    rs_w = np.clip(rf_words - 2, 1, R * S)
-    n_rs = _cdiv(R * S, rs_w)
-    w_glb = W * n_p
-    i_glb = N * G * Cg * P * Q * R * S * _cdiv(Kg, sp.k) * np.ones_like(n_p)
-    o_glb = O * (2 * _cdiv(Cg, sp.c) * n_rs - 1) * np.ones_like(n_p)
+    RS = R * S
+    k_folds, c_folds = _cdiv(Kg, sp.k), _cdiv(Cg, sp.c)
+    full = rf_words >= RS + 1 + ps
+    rs_w = np.where(full, RS, np.clip(rf_words - 1 - ps, 1, RS))
+    n_rs = _cdiv(RS, rs_w)
+    stream = N * G * Cg * P * Q * RS  # im2col input stream of one column fold
+
+    def candidate(q):
+        f = (rf_words - 1) // (q * RS + ps)
+        ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
+        f = np.where(ok, np.clip(f, 1, k_folds), 1)
+        qq = np.where(ok, np.minimum(q, c_folds), 1)
+        resident = (f >= k_folds) & (qq >= c_folds)  # all of the PE's weights stay: loaded once
+        w = W * np.where(resident, 1, n_p)
+        i = stream * _cdiv(k_folds, f)
+        o = O * (2 * _cdiv(c_folds, qq) * n_rs - 1)
+        return ok, f, qq, w, i, o
+
+    # only the proxy and the winning q are carried through the search; the winner's counts are
+    # computed once afterwards (the same formulas, with q an array)
+    best_proxy, best_q = None, None
+    for q in (1, 2, 4, 8, 16):
+        ok, _, _, w, i, o = candidate(q)
+        proxy = w + i + o * ps
+        if best_proxy is None:
+            best_proxy, best_q = proxy, np.ones(np.shape(proxy), dtype=np.int64)
+        else:
+            better = ok & (proxy < best_proxy)
+            best_proxy, best_q = np.where(better, proxy, best_proxy), np.where(better, q, best_q)
+    _, f_rf, q_rf, w_glb, i_glb, o_glb = candidate(best_q)
+    w_glb, i_glb, o_glb = (np.broadcast_to(x, np.broadcast_shapes(x.shape, n_p.shape)) for x in (w_glb, i_glb, o_glb))
     deliver = w_glb + i_glb * sp.k + o_glb
-    inter_pe = (macs * n_rs // (R * S)) * np.ones_like(n_p)
-    return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe, {"filter taps per PE": rs_w}, n_rs)
+    inter_pe = (macs * n_rs // (RS * q_rf)) * np.ones_like(n_p)  # partial sums passed down a column
+    rf_reads = _rf_reads_per_mac(np.where(f_rf * q_rf * rs_w == 1, 0.0, 1.0), f_rf, ps)
+    return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe,
+                      {"filter taps per PE": rs_w, "filters per PE": f_rf, "channels per PE": q_rf}, n_rs, 1.0,
+                      rf_reads)
+
+
+def _rf_reads_per_mac(weights_move, reuse, ps):
+    """RF word accesses per MAC: a weight, the input once per ``reuse`` MACs, a partial-sum read and write.
+
+    The input stays in the PE's operand register while the inner loop runs over the ``reuse``
+    filters it serves, so the RF is not read for it again (the rule of ZigZag's cost model,
+    ``access_same_data_considered_as_no_access``); partial sums are read and written every MAC
+    at their width (``ps`` words).  ``weights_move`` is 0 where the PE holds a single weight.
+    """
+    return weights_move + 1.0 / reuse + 2.0 * ps
 
 
 def os_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
-    """OS: each PE keeps ``o_rf`` partial sums of different output channels, reusing each input ``o_rf`` times."""
+    """OS: each PE accumulates output pixels; its RF buys input reuse one of two ways.
+
+    * psums: ``o_rf`` partial sums of different output channels (``ps`` words each), so each
+      input it receives serves ``o_rf`` filters (the GLB sends it once per ``o_rf s_k`` channels);
+    * inputs: ``x`` inputs of the pixel's receptive field and one partial sum, so the input chunk
+      serves every output channel of the tile (each input is sent once per fold) while the
+      partial sum leaves the PE once per chunk.
+
+    The cheaper in GLB words is taken per pair.
+    """
     G, Kg, Cg, R, S, Q, st = (L[k] for k in ("G", "Kg", "Cg", "R", "S", "Q", "st"))
     macs, W, O = L["macs"], L["W"], L["O"]
-    n_p, t_p, n_c = d["n_p"], d["t_p"], d["n_c"]
-    o_rf = np.clip(rf_words - 2, 1, _cdiv(Kg, sp.k))
+    ps = L.get("ps", 1)
+    n_p, t_p, n_c, t_c = d["n_p"], d["t_p"], d["n_c"], d["t_c"]
+    k_slots = _cdiv(Kg, sp.k)
     folds = n_p * _cdiv(t_p, sp.p) * _cdiv(Q, sp.q)
     w_glb = W * folds
     win = ((sp.p - 1) * st + R) * ((sp.q - 1) * st + S)
-    m_chunks = _cdiv(Kg, sp.k * o_rf)
-    i_glb = G * Cg * win * folds * m_chunks
-    o_glb = O * (2 * n_c - 1)
+    # (a) partial sums of o_rf output channels
+    o_rf = np.clip((rf_words - 2) // ps, 1, k_slots)
+    i_a = G * Cg * win * folds * _cdiv(Kg, sp.k * o_rf)
+    o_a = O * (2 * n_c - 1)
+    # (b) a chunk of x inputs of the receptive field (t_c R S per tile) and one partial sum
+    field = np.minimum(t_c, Cg) * R * S
+    x = np.clip(rf_words - 1 - ps, 1, field)
+    chunks = _cdiv(field, x)
+    i_b = G * Cg * win * folds
+    o_b = O * (2 * n_c * chunks - 1)
+    use_b = (rf_words - 1 - ps >= 1) & (i_b + o_b * ps < i_a + o_a * ps)
+    i_glb = np.where(use_b, i_b, i_a)
+    o_glb = np.where(use_b, o_b, o_a)
+    reuse = np.where(use_b, k_slots, o_rf)
     deliver = w_glb * sp.p * sp.q + i_glb * sp.k + o_glb
-    inter_pe = np.maximum(0, macs // o_rf - i_glb * sp.k)
-    return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe, {"output partial sums per PE": o_rf},
-                      np.ones_like(o_rf))
+    inter_pe = np.maximum(0, macs // reuse - i_glb * sp.k)  # inputs passed between neighbouring PEs
+    rf_reads = _rf_reads_per_mac(1.0, np.where(use_b, 1, o_rf), ps)
+    return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe,
+                      {"output partial sums per PE": np.where(use_b, 1, o_rf),
+                       "inputs per PE": np.where(use_b, x, 1)}, np.ones_like(o_rf), 0.0, rf_reads)
 
 
 def rs_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     """RS: each PE keeps a filter row of ``f_rf`` filters x ``q_rf`` channels plus a sliding input window.
 
     An Eyeriss PE holds f filters x q channels of filter rows (f q S words), q input rows'
-    sliding windows (q S) and f partial sums (Eyeriss: 224 + 12 + 24 words).  f reuses each
-    input f times, q accumulates q channels before a partial sum leaves the PE.  The split is
-    searched over q in {1, 2, 4, 8, 16} per pair.  An RF smaller than ``2 S + 1`` words
-    splits the filter row, which costs partial-sum traffic.
+    sliding windows (q S) and f partial sums (``ps`` words each; Eyeriss: 224 + 12 + 24 16-bit
+    words).  f reuses each input f times, q accumulates q channels before a partial sum leaves
+    the PE.  The split is searched over q in {1, 2, 4, 8, 16} per pair.  An RF smaller than
+    ``2 S + ps`` words splits the filter row, which costs partial-sum traffic.
     """
     N, G, Kg, Cg, R, S, P, Q, st = (L[k] for k in ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st"))
     macs, W, O = L["macs"], L["W"], L["O"]
+    ps = L.get("ps", 1)
     Wd = (Q - 1) * st + S
     n_p, t_p = d["n_p"], d["t_p"]
-    full = rf_words >= 2 * S + 1
-    s_chunk = np.where(full, S, np.maximum(1, (rf_words - 1) // 2))
+    full = rf_words >= 2 * S + ps
+    s_chunk = np.where(full, S, np.maximum(1, (rf_words - ps) // 2))
     n_s = _cdiv(S, s_chunk)
     c_folds = _cdiv(Cg, sp.c)
     best = None
     for q in (1, 2, 4, 8, 16):
-        f = (rf_words - q * S) // (q * S + 1)
+        f = (rf_words - q * S) // (q * S + ps)
         ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
         f = np.where(ok, np.clip(f, 1, _cdiv(Kg, sp.k)), 1)
         qq = np.where(ok, q, 1)
         # GLB words this split costs: input rows per m-chunk + partial sums per channel pass
         proxy = (G * Cg * Wd * ((sp.p - 1) * st + R) * N * _cdiv(P, sp.p) * _cdiv(Kg, sp.k * f)
-                 + O * 2 * _cdiv(c_folds, qq))
+                 + O * 2 * _cdiv(c_folds, qq) * ps)
         if best is None:
             best = (proxy, f, qq)
         else:
@@ -352,8 +433,9 @@ def rs_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     o_glb = O * (2 * _cdiv(c_folds, q_rf) * n_s - 1) * np.ones_like(n_p)
     deliver = w_glb * sp.p + i_glb * sp.r * sp.k + o_glb
     inter_pe = (macs * n_s // (S * q_rf)) * np.ones_like(n_p)
+    rf_reads = _rf_reads_per_mac(1.0, f_rf, ps)
     return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe, {"filters per PE": f_rf, "channels per PE": q_rf},
-                      n_s)
+                      n_s, 1.0, rf_reads)
 
 
 # Every built-in dataflow needs one weight, one input and one partial sum in the RF to issue

@@ -31,13 +31,16 @@ costs more energy, and the best design would always sit at the edge of the space
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Mapping, Union
 
 import numpy as np
 
+from coexplore.common import ConfigError
+
 #: Version of the cost model; part of every cache key and evaluator checkpoint.  Bump it
 #: whenever a formula or constant below changes the numbers.
-COST_MODEL_VERSION = "1.0"
+COST_MODEL_VERSION = "2.0"
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,15 @@ class Technology:
     a_sram_mm2_per_kb: float = 0.012  # SRAM global buffer, mm^2 per KB
     array_overhead: float = 0.15  # NoC + control + clock, fraction of PE-array area
     p_static_mw_per_mm2: float = 5.0  # leakage + ungated clock power density, mW/mm^2
+    psum_bits_factor: int = 1  # partial-sum width as a multiple of the word width (accumulator precision)
 
     def to_dict(self):
         """Every constant by name (part of the cost model's fingerprint)."""
         return asdict(self)
+
+    def psum_bits(self, word_bits):
+        """Bits of a partial sum for ``word_bits`` operands."""
+        return int(word_bits) * int(self.psum_bits_factor)
 
     def e_rf(self, rf_bytes, word_bits):
         """RF access energy (pJ per word) for an RF of ``rf_bytes``; works on arrays."""
@@ -86,3 +94,67 @@ class Technology:
 
 
 DEFAULT_TECH = Technology()
+
+#: ZigZag's per-access energies, so that coexplore and ZigZag can be compared on structure
+#: rather than on constants.  Source: the example hardware shipped with ZigZag 3.9.1
+#: (``zigzag/inputs/hardware/*.yaml``: ``tpu_like``, ``edge_tpu_like``, ``ascend_like``,
+#: ``meta_prototype``, ``tesla_npu_like``), whose memory costs come from CACTI, converted to pJ
+#: per 16-bit word:
+#:
+#: * MAC: ``unit_energy`` 0.04 pJ per 8-bit MAC -> 0.16 pJ at 16 bits (our MAC scales with the
+#:   square of the width);
+#: * RF: a 128 B register file costs 0.095 pJ per 8-bit read -> 0.19 pJ per 16-bit word at
+#:   128 B; a 2 B register 0.021 pJ per 16-bit access (the floor).  Square-root capacity scaling
+#:   from 128 B predicts 0.024 pJ for 2 B, so the scaling law itself agrees with ZigZag's numbers;
+#: * GLB: a 64 KB SRAM costs 26.56 pJ per 512-bit read -> 0.83 pJ per 16-bit word at 64 KiB
+#:   (a 1 MB SRAM: 208.08 pJ per 1024 bits = 3.25 pJ per word; square-root scaling gives 3.32);
+#: * DRAM: 700 pJ per 64-bit read -> 175 pJ per 16-bit word (writes, 750 pJ, are charged as reads:
+#:   coexplore has one DRAM energy);
+#: * partial sums: twice the word width, ZigZag's default for layers it reads from ONNX
+#:   (``ONNXOperatorParser.get_intermediate_output_precision``: 2 x the activation precision);
+#: * NoC and static power: 0 -- ZigZag 3.9.1 has no interconnect energy (its
+#:   ``CostModelEvaluation.calc_energy`` leaves it as a TODO) and no leakage.
+#:
+#: Areas are coexplore's (ZigZag's example areas are in arbitrary units).  ``node_nm`` is the
+#: default of ZigZag's CACTI wrapper (0.022 um); it labels the preset and enters no formula.
+ZIGZAG_TECH = Technology(node_nm=22, e_mac_pj=0.16, e_rf_ref_pj=0.19, rf_ref_bytes=128.0, e_rf_floor_pj=0.021,
+                         e_noc_pj=0.0, e_glb_ref_pj=0.83, glb_ref_bytes=64 * 1024.0, e_dram_pj=175.0,
+                         p_static_mw_per_mm2=0.0, psum_bits_factor=2)
+
+#: Technology presets by name: ``default`` (the documented 65 nm constants above) and ``zigzag``.
+TECH_PRESETS: Dict[str, Technology] = {"default": DEFAULT_TECH, "zigzag": ZIGZAG_TECH}
+
+
+def list_technologies() -> List[str]:
+    """Names of the technology presets."""
+    return list(TECH_PRESETS)
+
+
+def get_technology(tech: Union[str, Technology, Mapping[str, Any]] = "default") -> Technology:
+    """A technology by preset name, a :class:`Technology` as is, or one from a mapping of its fields.
+
+    Raises:
+        ConfigError: an unknown preset name or field (the message lists the allowed ones).
+    """
+    if isinstance(tech, Technology):
+        return tech
+    if isinstance(tech, str):
+        if tech not in TECH_PRESETS:
+            raise ConfigError(f"technology {tech!r} is unknown; allowed values: {list(TECH_PRESETS)}")
+        return TECH_PRESETS[tech]
+    if isinstance(tech, Mapping):
+        allowed = [f.name for f in fields(Technology)]
+        bad = sorted(set(tech) - set(allowed))
+        if bad:
+            raise ConfigError(f"technology: unknown field(s) {bad}; allowed fields: {allowed}")
+        return Technology(**tech)
+    raise ConfigError(f"technology must be a preset name {list(TECH_PRESETS)} or a Technology, "
+                      f"got {type(tech).__name__}")
+
+
+def technology_name(tech: Technology) -> str:
+    """The preset name of ``tech``, or ``custom``."""
+    for name, t in TECH_PRESETS.items():
+        if t == tech:
+            return name
+    return "custom"

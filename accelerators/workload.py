@@ -8,7 +8,10 @@ stands for is the usual seven-dimensional convolution (Eyeriss / Timeloop notati
         O[n, g, k, p, q] += W[g, k, c, r, s] * I[n, g, c, p*stride + r, q*stride + s]
 
 Depthwise convolution is ``groups == C == K``; a linear layer is a 1x1 convolution on a
-1x1 map (``R = S = P = Q = 1``).
+1x1 map (``R = S = P = Q = 1``).  A ``matmul`` is a product of two activations (attention's
+``Q K^T`` and ``A V``): ``groups`` independent ``P x (C/G)`` by ``(C/G) x (K/G)`` products, the
+loop nest of a grouped 1x1 convolution over ``P`` rows (``R = S = Q = stride = 1``) whose
+"weights" are the second operand.
 
 Bounds, and why they make the cost model's int64 arithmetic safe
 ----------------------------------------------------------------
@@ -48,7 +51,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 
-LAYER_KINDS = ("conv", "depthwise", "linear")
+LAYER_KINDS = ("conv", "depthwise", "linear", "matmul")
 
 #: Largest accepted value of each dimension (see the module docstring for why).
 MAX_DIM = {"N": 2 ** 24, "K": 2 ** 24, "C": 2 ** 24, "R": 128, "S": 128, "P": 2 ** 24, "Q": 2 ** 24,
@@ -118,6 +121,8 @@ class Layer:
                               f"C={self.C}, K={self.K}); use kind 'conv' with groups for other grouped convs")
         if self.kind == "linear" and (self.R, self.S, self.P, self.Q, self.stride, self.groups) != (1, 1, 1, 1, 1, 1):
             raise ConfigError(f"{where}: a linear layer has R = S = P = Q = stride = groups = 1")
+        if self.kind == "matmul" and (self.R, self.S, self.Q, self.stride) != (1, 1, 1, 1):
+            raise ConfigError(f"{where}: a matmul layer has R = S = Q = stride = 1 (rows are P, products are groups)")
         if self.macs > MAX_MACS:
             raise ConfigError(f"{where}: macs = N K C/groups R S P Q = {self.macs} exceeds the bound of "
                               f"{MAX_MACS} (2^40) per layer")
@@ -179,6 +184,11 @@ class Layer:
         if d["kind"] == "linear":
             for f in ("R", "S", "P", "Q"):
                 d.setdefault(f, 1)
+        elif d["kind"] == "matmul":
+            for f in ("R", "S", "Q"):
+                d.setdefault(f, 1)
+            if "P" not in d:
+                raise ConfigError(f"{where}: missing required field(s) ['P']")
         else:
             missing = [f for f in ("R", "S", "P", "Q") if f not in d]
             if missing:
@@ -240,6 +250,15 @@ def depthwise(C: int, kernel: int, out_hw: Tuple[int, int] | int, stride: int = 
 
 def linear(C: int, K: int, N: int = 1, name: str = "") -> Layer:
     return Layer("linear", N, K, C, 1, 1, 1, 1, 1, 1, name)
+
+
+def matmul(M: int, K: int, N: int, groups: int = 1, name: str = "") -> Layer:
+    """``groups`` independent products of an ``M x K`` by a ``K x N`` matrix (two activations).
+
+    Stored as ``Layer("matmul", N=1, K=groups*N, C=groups*K, R=S=Q=1, P=M, groups=groups)``, so
+    its MACs are ``groups * M * K * N``.
+    """
+    return Layer("matmul", 1, groups * N, groups * K, 1, 1, M, 1, 1, groups, name)
 
 
 # ---- YAML workload format --------------------------------------------------------------

@@ -156,17 +156,26 @@ def _emit(rows: List[Dict[str, Any]], totals: Optional[Dict[str, Any]], fmt: str
 # ---------------------------------------------------------------------------------------
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from accelerators import get_accelerator, get_workload
-    from accelerators.cost_model import AnalyticalModel
+    from accelerators import get_accelerator, get_cost_source, get_workload
 
     layers = get_workload(args.workload, batch=args.batch)
-    model = AnalyticalModel(mapping_objective=args.mapping_objective)
     if args.space is not None and args.accelerator is not None:
         raise UserError("give either --accelerator or --space, not both")
+    if args.top is not None and args.space is None:
+        raise UserError("--top ranks the designs of a hardware space; it needs --space")
+    if args.explain is not None and args.cost_model != "analytical":
+        raise UserError(f"--explain shows the analytical model's mapping; it cannot be combined with "
+                        f"--cost-model {args.cost_model}")
+    options: Dict[str, Any] = {"mapping_objective": args.mapping_objective, "tech": args.tech}
+    if args.cost_model != "analytical":  # external backends: where to cache, whether to show progress
+        options.update(cache_dir=args.cache_dir, progress=not args.quiet)
+        if args.workers is not None:
+            options["workers"] = args.workers
+    elif args.workers is not None:
+        raise UserError("--workers sets the processes of an external cost model (e.g. --cost-model zigzag)")
+    model = get_cost_source(args.cost_model, **options)
     if args.space is not None:
         return _cost_space(args, layers, model)
-    if args.top is not None:
-        raise UserError("--top ranks the designs of a hardware space; it needs --space")
     acc = get_accelerator(args.accelerator or "eyeriss")
     if args.explain is not None:
         ex = model.explain(_pick_layer(layers, args.explain), acc)
@@ -187,8 +196,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
     totals = {"workload": args.workload, "accelerator": acc.name or acc.short(), "layers": len(layers),
               "MACs": macs, "latency_ms": lat * 1e3, "fps": 1.0 / lat, "energy_mJ": float(costs.energy_total_j[0] * 1e3),
               "area_mm2": float(costs.area_mm2[0]), "edap_J_s_mm2": float(costs.edap[0]),
-              "utilization": macs / (float(costs.cycles[0].sum()) * acc.num_pes)}
-    _emit(rows, totals, args.format, title=f"{args.workload} on {acc.name or acc.short()} ({acc.short()})")
+              "utilization": macs / (float(costs.cycles[0].sum()) * acc.num_pes),
+              "cost_model": model.describe()["name"], "cost_model_fingerprint": model.fingerprint()}
+    _emit(rows, totals, args.format, title=f"{args.workload} on {acc.name or acc.short()} ({acc.short()}), "
+                                          f"priced by {model.name}")
     return 0
 
 
@@ -233,7 +244,8 @@ def _cost_space(args: argparse.Namespace, layers, model) -> int:
         if args.objective not in ("latency", "energy", "area", "edap"):
             row[args.objective] = float(score[j])
         rows.append(row)
-    totals = {"workload": args.workload, "space": space.name, "designs": space.size, "objective": args.objective}
+    totals = {"workload": args.workload, "space": space.name, "designs": space.size, "objective": args.objective,
+              "cost_model": model.name, "cost_model_fingerprint": model.fingerprint()}
     if args.format == "table":
         totals["fixed"] = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in space.fixed.items())
     _emit(rows, totals, args.format,
@@ -706,9 +718,21 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(c, top=False)
         return c
 
+    from accelerators import list_cost_sources, list_technologies
+
     c = command("cost", help="price a network on an accelerator or on a whole hardware space",
-                description="Price a workload with the analytical model. With --accelerator: a per-layer table and "
-                            "totals. With --space: every design of the space, the best --top first.")
+                description="Price a workload with the analytical model (or another cost source, --cost-model). "
+                            "With --accelerator: a per-layer table and totals. With --space: every design of the "
+                            "space, the best --top first.")
+    c.add_argument("--cost-model", default="analytical", metavar="NAME",
+                   help=f"the cost source, one of {', '.join(list_cost_sources())} (default: analytical); zigzag needs "
+                        f"the extra (pip install \"coexplore[zigzag]\") and takes seconds per layer and "
+                        "design (results are cached)")
+    c.add_argument("--tech", default="default", choices=list_technologies(),
+                   help="technology constants: default (65 nm, Eyeriss-anchored) or zigzag (ZigZag's per-access "
+                        "energies)")
+    c.add_argument("--workers", "-j", type=int_at_least(1), default=None,
+                   help="processes of an external cost model (default: all cores)")
     c.add_argument("--workload", "-w", required=True,
                    help="built-in network name (see `coexplore list workloads`) or a workload YAML file")
     c.add_argument("--accelerator", "-a", default=None, help="built-in accelerator name or YAML file (default: eyeriss)")
@@ -855,11 +879,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_hooks():
     """Commands contributed by other modules: ``hook(subparsers, command)`` adds its parsers."""
+    from .validate import add_parser as validate_parser
+
     def datafree(sub, command):
         from .datafree.cli import add_parsers
         add_parsers(sub, command, lambda parser: _global_options(parser, top=False))
 
-    return [datafree]
+    return [validate_parser, datafree]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

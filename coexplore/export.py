@@ -13,26 +13,28 @@ Targeted formats (chosen after reading the tools' own examples and parsers):
   ``block-size``, ``word-bits``, ``read_bandwidth``/``write_bandwidth`` in words per cycle,
   ``meshX``/``meshY``).  v0.3 rather than v0.4 because v0.4 needs the custom YAML tags
   ``!Container``/``!Component``, which plain YAML loaders (and ``yaml.safe_load``) reject;
-  timeloopfe still reads v0.3 specifications.  Problems use Timeloop's ``CNN-Layer`` shape;
+  timeloopfe still reads v0.3 specifications.  The keys are the ones the parsers of
+  NVlabs/timeloop v3.0.3 read (``src/model/buffer.cpp``, ``arithmetic.cpp``, ``engine.cpp``,
+  ``src/workload/shape-models/problem-shape.cpp``, ``src/mapping/constraints.cpp``,
+  ``src/applications/mapper/mapper.cpp``; ``tests/coexplore/test_export.py`` checks every
+  exported key against them), hyphenated as in that release; Timeloop's later master
+  (2025) still reads hyphenated keys, converting them to underscores with a deprecation
+  warning.  Timeloop itself cannot be installed here, so no export has been run through it.
+  Problems use Timeloop's ``CNN-Layer`` shape;
   grouped and depthwise layers use a grouped shape with an extra ``G`` dimension (the
   layout of pytorch2timeloop's ``grouped_convolution.yaml``, with ``G`` declared in
   ``dimensions``), so that one problem file still describes one whole layer.  Constraints
   use the v0.3 ``architecture_constraints: targets:`` list.
-* **ZigZag 3.x YAML inputs**, as validated by the snake_case parser modules of
-  KULeuven-MICAS/zigzag (e.g. commit 14da844): ``zigzag/parser/accelerator_validator.py``
-  (``memories`` with ``size`` in bits, ``r_bw``/``w_bw`` in bits per cycle,
-  ``r_port``/``w_port``/``rw_port``, ``ports`` as ``fh``/``tl``/``fl``/``th``
-  allocations, ``served_dimensions``; ``operational_array`` with ``input_precision``,
-  ``unit_energy``, ``unit_area``, ``dimensions``, ``sizes``), ``workload_validator.py``
-  (a list of layers with ``equation``, ``dimension_relations``, ``loop_dims``/
-  ``loop_sizes``, ``operand_precision``, ``operand_source``, ``pr_loop_dims``/
-  ``pr_loop_sizes``/``padding``) and ``mapping_validator.py`` (entries matched by layer
-  name, operator type or ``default``, with ``spatial_mapping`` and
-  ``memory_operand_links``).  Earlier 3.x releases call the MAC fields
-  ``multiplier_energy``/``multiplier_area`` and only accept operator names in mappings;
-  later ones replace the ``fh``/``tl`` ports by named ports with ``bandwidth_min``/
-  ``bandwidth_max``.  Grouped layers use ZigZag's own grouped equation (from its ONNX
-  ``ConvParser``).
+* **ZigZag 3.9.1 YAML inputs** (zigzag-dse 3.9.1 from PyPI, the release the ``zigzag`` extra
+  pins): the accelerator, workload and mapping records of the ZigZag backend
+  (:mod:`accelerators.zigzag_backend`, which builds the same records in memory), written as
+  YAML.  Their schema is that of ``zigzag/parser/accelerator_validator.py`` (memories with
+  named ``ports`` of ``type``, ``bandwidth_min``, ``bandwidth_max`` and ``allocation``;
+  ``operational_array`` with ``unit_energy``, ``unit_area``, ``dimensions``, ``sizes``),
+  ``workload_validator.py`` and ``mapping_validator.py`` at that release.  The test suite runs
+  ZigZag's own ``get_hardware_performance_zigzag`` on an export and checks that its latency and
+  energy equal the backend's.  Releases 3.8.x describe memory ports in another schema
+  (``r_bw``/``w_bw`` with ``fh``/``tl`` port maps) and are not targeted.
 
 Everything that had to be approximated is written into the README.txt of each export.
 """
@@ -43,22 +45,27 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from accelerators import Accelerator, Dataflow, Layer, explain, get_dataflow
+from accelerators import Accelerator, Dataflow, Layer, get_dataflow
+from accelerators.technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology, get_technology, technology_name
+from accelerators.zigzag_backend import (TRANSLATION_VERSION, ZIGZAG_VERSIONS, per_word_energies_pj, place_spatial,
+                                         zigzag_accelerator, zigzag_layer, zigzag_spatial_mapping)
+from accelerators.zigzag_backend import zigzag_mapping as backend_mapping
 from .common import ConfigError, PathLike, atomic_write_text, write_yaml
-from accelerators.technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology
 
 logger = logging.getLogger(__name__)
 
-TIMELOOP_FORMAT = "Timeloop v0.3 input format (architecture version 0.3, subtree/local; Accelergy primitive classes)"
-ZIGZAG_FORMAT = ("ZigZag 3.x YAML inputs (schema of zigzag/parser/accelerator_validator.py, workload_validator.py "
-                 "and mapping_validator.py: r_bw/w_bw memories with fh/tl/fl/th ports, unit_energy/unit_area)")
+TIMELOOP_FORMAT = ("Timeloop v3.0.x (NVlabs/timeloop tags v3.0 to v3.0.3) input format: architecture version 0.3, "
+                   "subtree/local, Accelergy primitive classes, hyphenated keys")
+ZIGZAG_FORMAT = ("ZigZag 3.9.1 YAML inputs (schema of zigzag/parser/accelerator_validator.py, workload_validator.py "
+                 "and mapping_validator.py at zigzag-dse 3.9.1: named memory ports with type, bandwidth_min, "
+                 "bandwidth_max and allocation; unit_energy/unit_area)")
 
 _DRAM_WIDTH_BITS = 64  # an LPDDR4-like 64-bit channel, as in the Timeloop/Accelergy examples
 _TIMELOOP_METRICS = {"energy": ["energy"], "latency": ["delay", "energy"], "edp": ["edp"],
                      "dram": ["last-level-accesses", "energy"]}
-_ZIGZAG_OPT = {"energy": "energy", "latency": "latency", "edp": "EDP", "dram": "energy"}
+_ZIGZAG_OPT = {"energy": "energy", "latency": "latency", "edp": "EDP", "dram": "energy"}  # ZigZag has no DRAM objective
 
 
 # ---------------------------------------------------------------------------------------
@@ -121,13 +128,6 @@ def _glb_geometry(acc: Accelerator) -> Tuple[int, int, int, bool]:
         if width % wb == 0 and bits % width == 0:
             return bits // width, width, width // wb, True
     return bits // wb, wb, 1, False
-
-
-def per_word_energies_pj(acc: Accelerator, tech: Technology = DEFAULT_TECH) -> Dict[str, float]:
-    """coexplore's per-access energies for this accelerator, pJ per word (per MAC for ``mac``)."""
-    wb = acc.word_bits
-    return {"mac": float(tech.e_mac(wb)), "rf": float(tech.e_rf(acc.rf_bytes, wb)), "noc": float(tech.e_noc(wb)),
-            "glb": float(tech.e_glb(acc.glb_bytes, wb)), "dram": float(tech.e_dram(wb))}
 
 
 def _energy_table(acc: Accelerator, tech: Technology) -> str:
@@ -362,137 +362,19 @@ def _timeloop_readme(acc: Accelerator, layers: Sequence[Layer], written: Sequenc
 # ZigZag
 # ---------------------------------------------------------------------------------------
 
-def _zz_ports(n_operands: int, rw: bool) -> List[Dict[str, str]]:
-    """ZigZag port allocations: inputs are filled from above and read from below; the output
-    is also filled from below (partial sums) and read towards above."""
-    if rw:
-        one = {"fh": "rw_port_1", "tl": "rw_port_1"}
-        out = {"fh": "rw_port_1", "tl": "rw_port_1", "fl": "rw_port_1", "th": "rw_port_1"}
-    else:
-        one = {"fh": "w_port_1", "tl": "r_port_1"}
-        out = {"fh": "w_port_1", "tl": "r_port_1", "fl": "w_port_1", "th": "r_port_1"}
-    return [dict(one) for _ in range(n_operands - 1)] + [out]
+def zigzag_workload(layers: Sequence[Layer], word_bits: int, psum_bits: Optional[int] = None) -> List[Dict[str, Any]]:
+    """The ZigZag workload list; each layer reads the previous layer's output (a chain).
 
-
-def zigzag_accelerator(acc: Accelerator, tech: Technology = DEFAULT_TECH) -> Dict[str, Any]:
-    """ZigZag accelerator dict: RF per PE -> GLB -> DRAM, a ``pe_x x pe_y`` operational array.
-
-    ``size`` is in bits, ``r_bw``/``w_bw`` in bits per cycle; ``r_cost``/``w_cost`` are pJ per
-    access of the full port width, computed from coexplore's per-word energies, with
-    ``min_r_granularity``/``min_w_granularity`` of one word so that a one-word access costs
-    one word's energy.  The RF's write cost includes one NoC transfer, because every RF
-    fill arrives over the array's network.
+    Each record is the one the ZigZag backend prices (:func:`accelerators.zigzag_backend.zigzag_layer`).
     """
-    wb = acc.word_bits
-    e = per_word_energies_pj(acc, tech)
-    ops = ["I1", "I2", "O"]
-    rf_bw = 3 * wb  # one word of each operand per cycle, as the analytical model assumes
-    glb_bw = max(wb, int(round(acc.glb_bw * 8)))
-    dram_bw = max(wb, int(round(acc.dram_bw * 8)))
-
-    def mem(size_bits: int, bw: int, r_pj: float, w_pj: float, area: float, served: List[str], rw: bool):
-        words = bw / wb
-        return {"size": int(size_bits), "r_bw": bw, "w_bw": bw, "r_cost": _round(r_pj * words),
-                "w_cost": _round(w_pj * words), "area": _round(area), "r_port": 0 if rw else 1,
-                "w_port": 0 if rw else 1, "rw_port": 1 if rw else 0, "latency": 1,
-                "min_r_granularity": wb, "min_w_granularity": wb, "operands": list(ops),
-                "ports": _zz_ports(len(ops), rw), "served_dimensions": served}
-
-    rf_area = acc.rf_bytes / 1024.0 * tech.a_rf_mm2_per_kb
-    glb_area = acc.glb_bytes / 1024.0 * tech.a_sram_mm2_per_kb
-    return {
-        "name": re.sub(r"[^A-Za-z0-9_]+", "_", acc.name) or "coexplore_accelerator",
-        "memories": {
-            "rf": mem(acc.rf_bytes * 8, rf_bw, e["rf"], e["rf"] + e["noc"], rf_area, [], rw=False),
-            "glb": mem(acc.glb_bytes * 8, glb_bw, e["glb"], e["glb"], glb_area, ["D1", "D2"], rw=False),
-            "dram": mem(10_000_000_000, dram_bw, e["dram"], e["dram"], 0.0, ["D1", "D2"], rw=True),
-        },
-        "operational_array": {"input_precision": [wb, wb], "unit_energy": _round(e["mac"]),
-                              "unit_area": _round(float(tech.a_mac(wb))), "dimensions": ["D1", "D2"],
-                              "sizes": [acc.pe_x, acc.pe_y]},
-    }
-
-
-_CONV_EQ = "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]"
-_GROUPED_EQ = "O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix]"
-
-
-def zigzag_layer(layer: Layer, layer_id: int, name: str, source_id: int, word_bits: int) -> Dict[str, Any]:
-    """One ZigZag workload layer.
-
-    Args:
-        layer: the layer.
-        layer_id: its ``id``.
-        name: its unique name (mapping entries may refer to it).
-        source_id: ``id`` of the layer producing its input (its own id for the first).
-        word_bits: operand precision in bits (weights, inputs, partial and final outputs).
-    """
-    st = layer.stride
-    if layer.groups > 1:
-        eq = _GROUPED_EQ
-        dims = ["B", "G", "K", "C", "OY", "OX", "FY", "FX"]
-        sizes = [layer.N, layer.groups, layer.K // layer.groups, layer.C // layer.groups, layer.P, layer.Q,
-                 layer.R, layer.S]
-    else:
-        eq = _CONV_EQ
-        dims = ["B", "K", "C", "OY", "OX", "FY", "FX"]
-        sizes = [layer.N, layer.K, layer.C, layer.P, layer.Q, layer.R, layer.S]
-    return {
-        "id": layer_id, "name": name, "operator_type": "Conv", "equation": eq,
-        "dimension_relations": [f"ix={st}*ox+1*fx", f"iy={st}*oy+1*fy"],
-        "loop_dims": dims, "loop_sizes": [int(s) for s in sizes],
-        "operand_precision": {"W": word_bits, "I": word_bits, "O": word_bits, "O_final": word_bits},
-        "operand_source": {"I": source_id, "W": layer_id},
-        "pr_loop_dims": ["IX", "IY"], "pr_loop_sizes": [layer.W, layer.H],
-        "padding": [[0, 0], [0, 0]],
-    }
-
-
-def zigzag_workload(layers: Sequence[Layer], word_bits: int) -> List[Dict[str, Any]]:
-    """The ZigZag workload list; each layer reads the previous layer's output (a chain)."""
     names = _layer_names(layers)
-    return [zigzag_layer(l, i, n, i - 1 if i > 0 else 0, word_bits) for i, (l, n) in enumerate(zip(layers, names))]
+    return [zigzag_layer(l, i, n, i - 1 if i > 0 else 0, word_bits, psum_bits)
+            for i, (l, n) in enumerate(zip(layers, names))]
 
 
-_SPATIAL_DIMS = {"groups": "G", "out_channels": "K", "in_channels": "C", "filter_rows": "FY", "out_rows": "OY",
-                 "out_cols": "OX"}
-
-
-def _place(factors: Dict[str, int], dataflow: str, pe_x: int, pe_y: int) -> Tuple[Dict[str, List[str]], bool]:
-    """Spread spatial unrolling factors over D1/D2 greedily, in the order and on the sides the
-    dataflow's :class:`~accelerators.dataflows.ZigZagHints` prefer; False if not exactly representable."""
-    cap = {"D1": pe_x, "D2": pe_y}
-    placed: Dict[str, List[str]] = {"D1": [], "D2": []}
-    exact = True
-    for dim, pref in _hints(dataflow, "zigzag").placement:
-        f = factors.get(dim, 1)
-        if f <= 1:
-            continue
-        other = "D1" if pref == "D2" else "D2"
-        if f <= cap[pref]:
-            split = {pref: f}
-        elif f <= cap[other]:
-            split = {other: f}
-        else:  # across both: largest divisor that fits the preferred side, if the rest fits the other
-            a = max((d for d in range(1, cap[pref] + 1) if f % d == 0 and f // d <= cap[other]), default=0)
-            if a:
-                split = {pref: a, other: f // a}
-            else:
-                a = cap[pref]
-                b = min(cap[other], -(-f // a))
-                split = {pref: a, other: b}
-                exact = exact and a * b == f
-        for d, v in split.items():
-            if v > 1:
-                placed[d].append(f"{dim}, {v}")
-                cap[d] //= v
-    return placed, exact
-
-
-def zigzag_mapping(acc: Accelerator, layers: Sequence[Layer],
-                   objective: str = "edp") -> Tuple[List[Dict[str, Any]], int]:
-    """ZigZag mapping entries: one per layer (matched by name) with the spatial unrolling that
-    coexplore's mapping uses (``explain(...).spatial``), plus a dataflow-generic ``default``.
+def zigzag_mapping(acc: Accelerator, layers: Sequence[Layer]) -> Tuple[List[Dict[str, Any]], int]:
+    """ZigZag mapping entries: one per layer (matched by name) with the dataflow's spatial unrolling,
+    the one the ZigZag backend fixes, plus a dataflow-generic ``default``.
 
     Returns:
         ``(entries, n_inexact)``: the mapping list and how many layers' unrolling could not
@@ -501,52 +383,47 @@ def zigzag_mapping(acc: Accelerator, layers: Sequence[Layer],
     Raises:
         ConfigError: the dataflow has no ZigZag hints.
     """
-    links = {"O": "O", "W": "I2", "I": "I1"}
-    d1_dim, d2_dim = _hints(acc.dataflow, "zigzag").default
-    entries: List[Dict[str, Any]] = [{"name": "default",
-                                      "spatial_mapping": {"D1": [f"{d1_dim}, {acc.pe_x}"],
-                                                          "D2": [f"{d2_dim}, {acc.pe_y}"]},
-                                      "memory_operand_links": dict(links)}]
+    entries: List[Dict[str, Any]] = []
     inexact = 0
-    cache: Dict[Layer, Dict[str, int]] = {}
     for layer, name in zip(layers, _layer_names(layers)):
-        if layer not in cache:
-            cache[layer] = explain(layer, acc, mapping_objective=objective).spatial
-        factors = {_SPATIAL_DIMS[k]: int(v) for k, v in cache[layer].items()}
-        if layer.groups == 1:
-            factors.pop("G", None)
-        placed, exact = _place(factors, acc.dataflow, acc.pe_x, acc.pe_y)
-        inexact += not exact
-        sm = {d: v for d, v in placed.items() if v}
-        if not sm:  # nothing unrolled (a 1-PE-sized layer): keep the generic entry's shape
-            sm = {"D1": [f"{d1_dim}, 1"]}
-        entries.append({"name": name, "spatial_mapping": sm, "memory_operand_links": dict(links)})
+        default, own = backend_mapping(layer, acc, name)
+        if not entries:
+            entries.append(default)
+        inexact += not zigzag_spatial_mapping(layer, acc)[1]
+        entries.append(own)
     return entries, inexact
 
 
 def export_zigzag(acc: Accelerator, layers: Sequence[Layer], out_dir: PathLike, objective: str = "edp",
                   tech: Technology = DEFAULT_TECH) -> List[Path]:
-    """Write ZigZag 3.x inputs for an accelerator and a workload.
+    """Write ZigZag inputs (zigzag-dse 3.9.1) for an accelerator and a workload.
+
+    The records are the ones the ZigZag backend (:mod:`accelerators.zigzag_backend`) builds
+    in memory, so running ZigZag on these files reports, layer by layer, what the backend
+    reports for the same design (``tests/coexplore/test_export.py`` checks it).
 
     Files: ``accelerator.yaml``, ``workload.yaml`` (all layers, chained by
-    ``operand_source``), ``mapping.yaml`` (per-layer spatial unrolling from coexplore's
-    mapping plus a ``default``) and ``README.txt``.
+    ``operand_source``), ``mapping.yaml`` (per-layer spatial unrolling of the dataflow plus a
+    ``default``) and ``README.txt``.
 
     Args:
         acc: the accelerator.
         layers: the workload.
         out_dir: output folder (created if needed).
-        objective: the mapping objective used for the per-layer spatial unrolling.
+        objective: the mapping objective ZigZag should minimise (the README's command).
         tech: technology constants for the memory and MAC energies and areas.
 
     Returns:
         The paths written, README last.
     """
     _check(acc, layers)
+    if objective not in _ZIGZAG_OPT:
+        raise ConfigError(f"export: objective {objective!r} is unknown; allowed values: {sorted(_ZIGZAG_OPT)}")
+    tech = get_technology(tech)
     out = Path(out_dir)
-    mapping, inexact = zigzag_mapping(acc, layers, objective)
+    mapping, inexact = zigzag_mapping(acc, layers)
     files = {"accelerator.yaml": zigzag_accelerator(acc, tech),
-             "workload.yaml": zigzag_workload(layers, acc.word_bits),
+             "workload.yaml": zigzag_workload(layers, acc.word_bits, tech.psum_bits(acc.word_bits)),
              "mapping.yaml": mapping}
     written: List[Path] = []
     for fname, data in files.items():
@@ -562,44 +439,47 @@ def export_zigzag(acc: Accelerator, layers: Sequence[Layer], out_dir: PathLike, 
 def _zigzag_readme(acc: Accelerator, layers: Sequence[Layer], objective: str, inexact: int,
                    tech: Technology) -> str:
     wb = acc.word_bits
+    pb = tech.psum_bits(wb)
     notes = [
         f"Target: {ZIGZAG_FORMAT}.",
-        "Written by coexplore (cost model version " + COST_MODEL_VERSION + ") for:",
+        f"Tested: these files load and run on zigzag-dse {', '.join(ZIGZAG_VERSIONS)} (coexplore's test suite runs them",
+        "  and checks that ZigZag's latency and energy equal coexplore's ZigZag backend, layer by layer).",
+        "  3.8.x releases are not targeted: they describe memory ports differently (r_bw/w_bw and",
+        "  fh/tl/fl/th port maps instead of named ports with bandwidth_min/bandwidth_max/allocation).",
+        "Written by coexplore (cost model version " + COST_MODEL_VERSION + ", ZigZag translation version "
+        + TRANSLATION_VERSION + ") for:",
         "  " + _acc_summary(acc),
-        f"  {len(layers)} layers, {sum(l.macs for l in layers):,} MACs",
+        f"  {len(layers)} layers, {sum(l.macs for l in layers):,} MACs; technology preset {technology_name(tech)}",
         "",
         "Files",
         "  accelerator.yaml  memories rf (per PE) -> glb -> dram, operational array D1 x D2 = pe_x x pe_y",
         "  workload.yaml     one Conv layer per coexplore layer, chained by operand_source",
-        "  mapping.yaml      per-layer spatial unrolling (coexplore's mapping) and a dataflow default",
+        "  mapping.yaml      per-layer spatial unrolling (the dataflow's, as coexplore maps it) and a default",
         "",
-        "Run (ZigZag 3.x Python API):",
+        "Run (ZigZag 3.9.1 Python API):",
         "  from zigzag.api import get_hardware_performance_zigzag",
         "  energy, latency, cmes = get_hardware_performance_zigzag(",
-        f"      'workload.yaml', 'accelerator.yaml', 'mapping.yaml', opt='{_ZIGZAG_OPT.get(objective, 'EDP')}')",
-        "  (latency is in cycles; coexplore's clock is " + f"{acc.clock_hz:g} Hz)",
-        "",
-        "Format variants: earlier 3.x releases name the MAC fields multiplier_energy/multiplier_area",
-        "  (rename unit_energy/unit_area) and accept only operator names in mapping.yaml (keep the",
-        "  'default' entry); later releases describe ports by name with bandwidth_min/bandwidth_max.",
+        f"      'workload.yaml', 'accelerator.yaml', 'mapping.yaml', opt='{_ZIGZAG_OPT[objective]}')",
+        "  (energy in pJ, latency in cycles; coexplore's clock is " + f"{acc.clock_hz:g} Hz)",
+        "  Or: coexplore cost --cost-model zigzag (the same records, built in memory, cached per layer).",
         "",
         "Mapping of the hardware",
-        f"  sizes in bits: rf {acc.rf_bytes * 8}, glb {acc.glb_bytes * 8}; bandwidths in bits/cycle: rf {3 * wb} "
-        f"(one word of each operand), glb {max(wb, int(round(acc.glb_bw * 8)))}, "
-        f"dram {max(wb, int(round(acc.dram_bw * 8)))}"
+        f"  sizes in bits: rf {acc.rf_bytes * 8}, glb {acc.glb_bytes * 8}; port widths in bits/cycle: rf {pb} per "
+        f"operand and direction, glb {max(wb, int(round(acc.glb_bw * 8)))} (one read/write port), "
+        f"dram {max(wb, int(round(acc.dram_bw * 8)))} (one read/write port)"
         + ("" if float(acc.dram_bw * 8).is_integer() else f" (rounded from {acc.dram_bw * 8:g})"),
-        "  r_cost/w_cost: pJ per full-width access from coexplore's per-word energies x words per access;",
-        "  min_r/w_granularity = one word, so a one-word access costs one word's energy:",
+        "  r_cost/w_cost: pJ per full-width access = coexplore's per-word energy x words per access;",
+        f"  every port's bandwidth_min is one word ({wb} bits), so a one-word access costs one word's energy:",
         _energy_table(acc, tech),
-        "  The RF write cost includes one NoC transfer (every RF fill crosses the array network).",
         "  Areas in mm^2 from coexplore's technology constants (the 15% array overhead is not included).",
         "",
         "Mapping of the workload",
         "  Ungrouped layers: O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix] with B=N, K, C, OY=P, OX=Q,",
         "  FY=R, FX=S.  Grouped and depthwise layers use ZigZag's grouped equation",
         "  O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix] with G=groups, K=K/G, C=C/G",
-        "  (depthwise: G=channels, K=C=1).  The loop sizes multiply to the layer's MAC count.",
-        f"  Operand precision: W = I = O = O_final = {wb} bits (coexplore keeps partial sums at word width).",
+        "  (depthwise: G=channels, K=C=1).  The loop sizes multiply to the layer's MAC count.  A batched",
+        "  linear layer is one matrix product: its batch is OY (as coexplore prices it).",
+        f"  Operand precision: W = I = O_final = {wb} bits, partial sums O = {pb} bits.",
         "  Padding: coexplore's layers carry no padding; inputs are the padded maps (pr_loop_sizes",
         "  IX=(Q-1)*stride+S, IY=(P-1)*stride+R, padding 0), the same input traffic coexplore counts.",
         "  operand_source chains each layer to the previous one; branches (residuals) are not represented.",
@@ -608,9 +488,10 @@ def _zigzag_readme(acc: Accelerator, layers: Sequence[Layer], objective: str, in
         "  - coexplore's RF is one unified storage per PE for all three operands; ZigZag sees one rf",
         "    memory holding I1, I2 and O.",
         "  - coexplore's DRAM bandwidth is shared by reads and writes; ZigZag gets one read/write port.",
-        "  - Static power (" + f"{tech.p_static_mw_per_mm2:g} mW/mm^2 in coexplore) is not represented.",
-        "  - mapping.yaml fixes the spatial unrolling to coexplore's; ZigZag searches the temporal",
-        "    mapping itself (LOMA), so results differ where the temporal mappings differ.",
+        "  - ZigZag has no NoC energy and no static power: coexplore's "
+        + f"{float(tech.e_noc(wb)):g} pJ per NoC word and {tech.p_static_mw_per_mm2:g} mW/mm^2 are not represented.",
+        "  - mapping.yaml fixes the spatial unrolling to the dataflow's; ZigZag searches the temporal",
+        "    mapping itself (LOMA), so results differ from coexplore's where the temporal mappings differ.",
         (f"  - {inexact} layer(s) unroll a loop over more PEs than one array dimension holds; their\n"
          "    unrolling was spread over D1 and D2 and rounded up." if inexact
          else "  - Every layer's spatial unrolling was expressed exactly on D1/D2."),

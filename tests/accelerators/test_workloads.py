@@ -10,6 +10,7 @@ pins the re-definitions themselves.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from typing import Callable, List, Sequence, Tuple
 
@@ -213,7 +214,7 @@ def test_workload_golden_totals(name):
     assert s["macs"] == macs == total_macs(get_workload(name))
     assert s["weights"] == weights
     assert s["layers"] == len(get_workload(name))
-    assert s["macs_conv"] + s["macs_depthwise"] + s["macs_linear"] == macs
+    assert s["macs_conv"] + s["macs_depthwise"] + s["macs_linear"] + s["macs_matmul"] == macs
     if published is not None:
         assert macs == pytest.approx(published, rel=rel)
 
@@ -402,12 +403,13 @@ def test_extract_restores_modes_stats_and_hooks():
     user_hook.remove()
 
 
-def test_extract_dilation_error_cleans_up():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 3, dilation=2))).train()
-    with pytest.raises(ConfigError, match=r"1\.0: dilated convolutions are not supported"):
+def test_extract_error_cleans_up():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 3, stride=(2, 1)))).train()
+    with pytest.raises(ConfigError, match=r"1\.0: unequal strides"):
         layers_from_module(model, (1, 3, 16, 16))
     assert model.training and all(m.training for m in model.modules())
-    assert all(not m._forward_hooks for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert torch.backends.mha.get_fastpath_enabled()
 
 
 def test_extract_unequal_stride_error_names_module():
@@ -416,23 +418,142 @@ def test_extract_unequal_stride_error_names_module():
         layers_from_module(model, (1, 3, 16, 16))
 
 
-def test_extract_warns_once_about_unsupported_layers(caplog):
+def test_extract_names_every_skipped_kind_in_one_warning(caplog):
     class Mixed(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.seq = nn.Conv1d(4, 4, 3, padding=1)
-            self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+            self.vol = nn.Conv3d(4, 4, 1)
+            self.vol2 = nn.Conv3d(4, 4, 1)
+            self.bil = nn.Bilinear(4, 4, 4)
+            self.norm = nn.LayerNorm(4)  # weights, but no matrix work: not a skipped kind
             self.fc = nn.Linear(4, 2)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.seq(self.seq(x.flatten(2))).view_as(x)
-            return self.fc(self.up(y).mean((2, 3)))
+            y = self.vol2(self.vol(x[:, :, None])).mean((2, 3, 4))
+            y = self.norm(self.bil(y, y))
+            return self.fc(torch.einsum("bi,bi->bi", y, y))
 
     with caplog.at_level(logging.WARNING, logger="accelerators.extract"):
         layers = layers_from_module(Mixed(), (1, 4, 4, 4))
     assert [l.name for l in layers] == ["fc"]
-    warnings = [r for r in caplog.records if r.name == "accelerators.extract"]
-    assert len(warnings) == 1 and "seq, up" in warnings[0].getMessage()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "accelerators.extract"]
+    assert len(warnings) == 1
+    for needle in ("Conv3d (2: vol, vol2)", "Bilinear (1: bil)", "einsum (functional)"):
+        assert needle in warnings[0]
+    assert "LayerNorm" not in warnings[0]
+
+
+def test_extract_dilated_conv_is_its_undilated_phases():
+    # A dilation-d conv = undilated convs over the input's residue classes modulo d (space to batch):
+    # the phases' outputs tile the output map and their MACs are the layer's, exactly.
+    for (H, k, s, d, pad) in ((9, 3, 1, 2, 2), (12, 3, 1, 3, 3), (9, 3, 2, 2, 2), (10, 3, 2, 3, 3), (7, 2, 1, 4, 2)):
+        conv = nn.Conv2d(4, 8, k, stride=s, dilation=d, padding=pad)
+        out = conv(torch.zeros(1, 4, H, H))
+        P = out.shape[-1]
+        layers = layers_from_module(conv, (1, 4, H, H))
+        assert sum(l.macs for l in layers) == 8 * 4 * k * k * P * P, (H, k, s, d)
+        assert sum(l.N * l.P * l.Q for l in layers) == P * P
+        assert all((l.R, l.S, l.kind) == (k, k, "conv") for l in layers)
+        g = math.gcd(s, d)
+        assert {l.stride for l in layers} == {s // g}
+        assert len(layers) <= 4
+    # numerically: the phase convs of a stride-1 dilated conv reproduce torch's output
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, dilation=2, padding=2, bias=False)
+    x = torch.randn(1, 2, 9, 9)
+    ref = conv(x)
+    xp = F.pad(x, (2, 2, 2, 2))
+    for a in range(2):
+        for b in range(2):
+            part = F.conv2d(xp[..., a::2, b::2], conv.weight)  # undilated on one residue class
+            assert torch.allclose(part, ref[..., a::2, b::2], atol=1e-5)
+    shapes = sorted((l.P, l.Q, l.N) for l in layers_from_module(conv, (1, 2, 9, 9)))
+    assert shapes == sorted([(5, 5, 1), (5, 4, 1), (4, 5, 1), (4, 4, 1)])
+
+
+def test_extract_transposed_conv_is_its_stride_one_phases():
+    # DCGAN's upsampling: kernel 4, stride 2, padding 1 doubles the map; each output phase is a
+    # stride-1 2x2 conv of the input, and no MAC lands on an inserted zero.
+    up = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)
+    (layer,) = layers_from_module(nn.Sequential(up), (2, 8, 5, 5))
+    assert (layer.N, layer.K, layer.C, layer.R, layer.S, layer.P, layer.Q, layer.stride) == (8, 4, 8, 2, 2, 5, 5, 1)
+    assert layer.macs == 2 * 4 * 8 * 4 * 4 * 5 * 5  # K C R S H_in W_in per image: what the scatter form costs
+    # a model made only of a transposed conv is not empty any more
+    assert layers_from_module(nn.ConvTranspose2d(3, 3, 3, stride=3), (1, 3, 4, 4))
+    # an odd kernel with stride 2 has phases of different tap counts; grouped and 1-D ones work too
+    layers = layers_from_module(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2),
+                                (1, 4, 6, 6))
+    assert sorted((l.R, l.S) for l in layers) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert sum(l.P * l.Q * l.N for l in layers) == 12 * 12 and all(l.groups == 2 for l in layers)
+    (one,) = layers_from_module(nn.ConvTranspose1d(4, 6, 4, stride=2, padding=1), (1, 4, 10))
+    assert (one.R, one.S, one.P, one.Q, one.N) == (1, 2, 1, 10, 2)
+
+
+def test_extract_conv1d():
+    (l,) = layers_from_module(nn.Conv1d(4, 8, 5, stride=2, padding=2), (3, 4, 20))
+    assert (l.kind, l.N, l.K, l.C, l.R, l.S, l.P, l.Q, l.stride) == ("conv", 3, 8, 4, 1, 5, 1, 10, 2)
+
+
+def test_extract_attention_is_priced_with_its_matrix_products():
+    mha = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.att = mha
+
+        def forward(self, x):
+            return self.att(x, x, x)[0]
+
+    layers = layers_from_module(Block(), (2, 5, 16))
+    names = [l.name for l in layers]
+    assert names == ["att.q_proj", "att.k_proj", "att.v_proj", "att.qk", "att.av", "att.out_proj"]
+    qk, av = layers[3], layers[4]
+    assert (qk.kind, qk.groups, qk.P, qk.C // qk.groups, qk.K // qk.groups) == ("matmul", 8, 5, 4, 5)
+    assert (av.groups, av.P, av.C // av.groups, av.K // av.groups) == (8, 5, 5, 4)
+    assert qk.macs == av.macs == 2 * 4 * 5 * 5 * 4  # batch x heads x L x S x head dim
+    # a transformer layer: attention (not hidden by PyTorch's fused fast path) and the MLP
+    enc = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    names = [l.name for l in layers_from_module(enc, (2, 5, 16))]
+    assert names == ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.qk", "self_attn.av",
+                     "self_attn.out_proj", "linear1", "linear2"]
+
+
+def test_extract_functional_matrix_products():
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(16, 8))
+
+        def forward(self, x):
+            q = x @ self.w
+            h = torch.bmm(q, q.transpose(1, 2))
+            return F.scaled_dot_product_attention(q, q, q) + F.linear(q, torch.zeros(8, 8)) + h[..., :1] * 0
+
+    layers = layers_from_module(Attention(), (3, 5, 16))
+    got = [(l.name, l.kind, l.groups, l.P, l.C // l.groups, l.K // l.groups, l.N) for l in layers]
+    assert got == [("matmul#1", "matmul", 3, 5, 16, 8, 1), ("matmul#2", "matmul", 3, 5, 8, 5, 1),
+                   ("attention.qk#1", "matmul", 3, 5, 8, 5, 1), ("attention.av#1", "matmul", 3, 5, 5, 8, 1),
+                   ("linear#1", "linear", 1, 1, 8, 8, 15)]
+    # F.linear inside nn.Linear is the module's, counted once
+    assert len(layers_from_module(nn.Linear(4, 4), (2, 4))) == 1
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+def test_extract_recurrent_layers():
+    lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True, bidirectional=True)
+    layers = layers_from_module(lstm, (3, 4, 8))  # batch 3, 4 steps
+    ih = [l for l in layers if l.name.endswith(".ih")]
+    hh = [l for l in layers if ".hh[" in l.name]
+    assert [(l.N, l.K, l.C) for l in ih] == [(12, 64, 8), (12, 64, 8), (12, 64, 32), (12, 64, 32)]
+    assert len(hh) == 2 * 2 * 4 and all((l.N, l.K, l.C) == (3, 64, 16) for l in hh)
+    # every weight x every step x every sample: the MACs of the cell's two matrix products
+    per_step = sum(p.numel() for n, p in lstm.named_parameters() if n.startswith("weight"))
+    assert sum(l.macs for l in layers) == per_step * 3 * 4
+    gru = layers_from_module(nn.GRU(8, 16), (5, 2, 8))  # sequence first: 5 steps, batch 2
+    assert (gru[0].N, gru[0].K) == (10, 48) and len(gru) == 1 + 5
+    proj = layers_from_module(nn.LSTM(8, 16, proj_size=4), (5, 8))  # unbatched, with a projection
+    assert [l.name for l in proj[:3]] == ["l0.ih", "l0.hh[0]", "l0.hr[0]"] and proj[1].C == 4
 
 
 def test_extract_follows_device_and_dtype():

@@ -1,31 +1,25 @@
-"""Structure checks of the Timeloop and ZigZag exports (the tools themselves cannot run here)."""
+"""The Timeloop and ZigZag exports.
 
+ZigZag (zigzag-dse 3.9.1, in the test extra) runs here: its own validators check every export
+and one export is run through its API and compared with the ZigZag backend.  Timeloop cannot be
+installed here, so its files get structure checks against the v0.3 input format.
+"""
+
+import dataclasses
+import logging
 import math
 import re
 
 import pytest
 import yaml
 
-import dataclasses
-
 from accelerators import (DATAFLOWS, Accelerator, ConfigError, TimeloopHints, ZigZagHints, get_accelerator,
                           get_dataflow, get_workload, list_dataflows, register_dataflow)
-from accelerators.technology import DEFAULT_TECH
+from accelerators.technology import DEFAULT_TECH, ZIGZAG_TECH
 from accelerators.workload import conv, depthwise, linear
 from coexplore.export import export_all, export_timeloop, export_zigzag
 
-# The rules below restate what ZigZag's validators check (zigzag/parser/*_validator.py).
-ZZ_EQUATION = re.compile(r"^O(\[\w+\])+\+?=\w(\[\w+\])+[*+]\w(\[\w+\])+$")
-ZZ_RELATION = re.compile(r"^(\w+)\s*=\s*(?:(\w+)\s*\*\s*)?(\w+)\s*\+\s*(?:(\w+)\s*\*\s*)?(\w+)$")
 ZZ_SPATIAL = re.compile(r"^([A-Z]+), ([0-9]+)$")
-ZZ_PORT = re.compile(r"^[r]?[w]?_port_\d+$")
-ZZ_MEMORY_KEYS = {"size", "r_bw", "w_bw", "r_cost", "w_cost", "area", "r_port", "w_port", "rw_port", "latency",
-                  "min_r_granularity", "min_w_granularity", "mem_type", "auto_cost_extraction", "operands", "ports",
-                  "served_dimensions"}
-ZZ_ARRAY_KEYS = {"dimensions", "is_imc", "sizes", "input_precision", "unit_energy", "unit_area", "imc_type",
-                 "adc_resolution", "bit_serial_precision"}
-ZZ_LAYER_KEYS = {"id", "name", "operator_type", "equation", "dimension_relations", "loop_dims", "loop_sizes",
-                 "time_dim", "operand_precision", "operand_source", "pr_loop_dims", "pr_loop_sizes", "padding"}
 
 
 def load(path):
@@ -47,7 +41,7 @@ MIXED = [conv(3, 16, 3, 28, stride=2, name="stem"), depthwise(16, 3, 28, name="d
 
 def timeloop_checks(acc, layers, out):
     paths = export_timeloop(acc, layers, out)
-    assert paths[-1] == out / "README.txt" and paths[-1].read_text().startswith("Target: Timeloop v0.3")
+    assert paths[-1] == out / "README.txt" and paths[-1].read_text().startswith("Target: Timeloop v3.0.x")
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     assert not [p for p in out.rglob(".*") if p.is_file()]  # atomic writes leave no temp files
 
@@ -121,46 +115,110 @@ def test_timeloop_depthwise_grouped_and_linear(tmp_path, name):
     assert problems[1].name == "01_dw_3x3.yaml"  # file names are sanitised
 
 
+# What the parsers of NVlabs/timeloop v3.0.3 (the last tagged release, Oct 2023) read, from its
+# sources: src/model/buffer.cpp (storage attributes), src/model/arithmetic.cpp (compute),
+# src/model/engine.cpp (architecture versions 0.2-0.4), include/model/topology.hpp (class names are
+# matched by substring), src/workload/shape-models/problem-shape.cpp and workload.cpp (problem),
+# src/mapping/constraints.cpp (constraints), src/applications/mapper/mapper.cpp,
+# mapper-thread.cpp, search/random-pruned.cpp and search/search-factory.cpp (mapper).  Keys for
+# Accelergy only (technology, global_cycle_seconds, type of a DRAM) are ignored by Timeloop.
+TL_STORAGE_KEYS = {"attributes", "bandwidth", "block-size", "block_size", "class", "datawidth", "depth", "entries",
+                   "instances", "meshX", "meshY", "n_banks", "n_ports", "n_words", "name", "read_bandwidth",
+                   "shared_bandwidth", "sizeKB", "technology", "width", "word-bits", "word_width", "write_bandwidth",
+                   "multiple-buffering", "num-banks", "num-ports", "min-utilization"}
+TL_COMPUTE_KEYS = {"attributes", "class", "datawidth", "energy", "area", "instances", "meshX", "meshY", "name",
+                   "word-bits"}
+TL_ACCELERGY_ONLY = {"technology", "global_cycle_seconds", "type"}
+TL_BUFFER_CLASSES, TL_COMPUTE_CLASSES = ("DRAM", "SRAM", "regfile", "smartbuffer", "storage"), ("mac", "compute")
+TL_SHAPE_KEYS = {"name", "dimensions", "coefficients", "data-spaces", "flatten"}
+TL_DATASPACE_KEYS = {"name", "projection", "read-write"}
+TL_CONSTRAINT_KEYS = {"target", "type", "factors", "permutation", "split", "bypass", "keep", "default_max_factor",
+                      "default_min_factor", "no_link_transfer", "no_multicast_no_reduction", "no_temporal_reuse"}
+TL_MAPPER_KEYS = {"algorithm", "optimization-metric", "optimization-metrics", "live-status", "num-threads", "timeout",
+                  "victory-condition", "search-size", "search_size", "sync-interval", "log-stats", "log-suboptimal",
+                  "log-all", "log-interval", "max-permutations-per-if-visit", "diagnostics", "out_prefix"}
+TL_METRICS = {"delay", "energy", "last-level-accesses", "edp"}
+TL_ALGORITHMS = {"exhaustive", "random", "linear-pruned", "random-pruned", "hybrid"}
+
+
+@pytest.mark.parametrize("objective", ["edp", "energy", "latency", "dram"])
+def test_timeloop_export_uses_only_keys_timeloop_v3_reads(tmp_path, objective):
+    out = tmp_path / "tl"
+    export_timeloop(get_accelerator("eyeriss"), MIXED, out, objective=objective)
+    arch = load(out / "arch.yaml")["architecture"]
+    assert str(arch["version"]) in ("0.2", "0.3", "0.4")
+    storage, compute = [], []
+    node, levels = arch, 0
+    while "subtree" in node:
+        assert len(node["subtree"]) == 1  # "Timeloop currently supports one subtree per level" (topology.cpp)
+        node = node["subtree"][0]
+        levels += 1
+        assert set(node.get("attributes", {})) <= TL_ACCELERGY_ONLY
+        for comp in node.get("local", []):
+            cls = comp["class"]
+            if any(c in cls for c in TL_BUFFER_CLASSES):
+                storage.append(comp["name"])
+                assert set(comp["attributes"]) <= TL_STORAGE_KEYS | TL_ACCELERGY_ONLY, comp["name"]
+            else:
+                assert any(c in cls for c in TL_COMPUTE_CLASSES), cls
+                compute.append(comp["name"])
+                assert set(comp["attributes"]) <= TL_COMPUTE_KEYS, comp["name"]
+    assert levels == 3 and len(storage) == 3 and len(compute) == 1
+    for target in load(out / "constraints.yaml")["architecture_constraints"]["targets"]:
+        assert set(target) <= TL_CONSTRAINT_KEYS and target["target"] in storage
+        assert target["type"] in ("temporal", "spatial", "bypass")
+    mapper = load(out / "mapper.yaml")["mapper"]
+    assert set(mapper) <= TL_MAPPER_KEYS
+    assert set(mapper["optimization-metrics"]) <= TL_METRICS and mapper["algorithm"] in TL_ALGORITHMS
+    for path in (out / "problems").glob("*.yaml"):
+        prob = load(path)["problem"]
+        assert set(prob) == {"shape", "instance"}
+        assert set(prob["shape"]) <= TL_SHAPE_KEYS
+        assert all(set(ds) <= TL_DATASPACE_KEYS for ds in prob["shape"]["data-spaces"])
+    assert "v3.0" in (out / "README.txt").read_text()
+
+
 # ---- ZigZag -----------------------------------------------------------------------------
 
-def zigzag_checks(acc, layers, out):
-    paths = export_zigzag(acc, layers, out)
+def zigzag_validate(out):
+    """Run ZigZag's own validators (zigzag-dse 3.9.1) on the exported YAML, as its parser stages do."""
+    zz = pytest.importorskip("zigzag", reason='the zigzag extra is not installed (pip install "coexplore[zigzag]")')
+    from zigzag.parser.accelerator_validator import AcceleratorValidator
+    from zigzag.parser.mapping_validator import MappingValidator
+    from zigzag.parser.workload_validator import WorkloadValidator
+    from zigzag.stages.parser.accelerator_parser import AcceleratorParserStage
+
+    assert AcceleratorValidator(load(out / "accelerator.yaml")).validate()
+    assert WorkloadValidator(load(out / "workload.yaml")).validate()
+    assert MappingValidator(load(out / "mapping.yaml")).validate()
+    return AcceleratorParserStage.parse_accelerator(str(out / "accelerator.yaml")), zz
+
+
+def zigzag_checks(acc, layers, out, tech=DEFAULT_TECH):
+    paths = export_zigzag(acc, layers, out, tech=tech)
     assert [p.name for p in paths] == ["accelerator.yaml", "workload.yaml", "mapping.yaml", "README.txt"]
-    assert paths[-1].read_text().startswith("Target: ZigZag 3.x")
+    readme = paths[-1].read_text()
+    assert readme.startswith("Target: ZigZag 3.9.1") and "zigzag-dse 3.9.1" in readme
     wb = acc.word_bits
 
     hw = load(out / "accelerator.yaml")
     assert set(hw) == {"name", "memories", "operational_array"}
     arr = hw["operational_array"]
-    assert set(arr) <= ZZ_ARRAY_KEYS
     assert arr["dimensions"] == ["D1", "D2"] and arr["sizes"] == [acc.pe_x, acc.pe_y]
-    assert arr["input_precision"] == [wb, wb]
-    assert arr["unit_energy"] == pytest.approx(float(DEFAULT_TECH.e_mac(wb)))
+    assert arr["unit_energy"] == pytest.approx(float(tech.e_mac(wb)))
     mems = hw["memories"]
     assert list(mems) == ["rf", "glb", "dram"]  # lowest level first
     for name, m in mems.items():
-        assert set(m) <= ZZ_MEMORY_KEYS and {"size", "r_bw", "w_bw", "r_port", "w_port", "rw_port", "latency",
-                                             "operands", "ports", "served_dimensions"} <= set(m)
-        assert all(isinstance(m[k], int) for k in ("size", "r_bw", "w_bw", "r_port", "w_port", "rw_port", "latency"))
         assert sorted(m["operands"]) == ["I1", "I2", "O"]
-        assert len(m["ports"]) == len(m["operands"])
-        used = {"r_": set(), "w_": set(), "rw": set()}
-        for port in m["ports"]:
-            for direction, pname in port.items():
-                assert ZZ_PORT.match(pname)
-                used[pname[:2]].add(pname)
-                assert not (direction in ("fh", "fl") and pname.startswith("r_"))
-                assert not (direction in ("th", "tl") and pname.startswith("w_"))
-        assert (len(used["r_"]), len(used["w_"]), len(used["rw"])) == (m["r_port"], m["w_port"], m["rw_port"])
-        assert set(m["served_dimensions"]) <= set(arr["dimensions"])
-        assert m["r_bw"] % wb == 0 or name == "dram"
+        widths = {p["bandwidth_max"] for p in m["ports"]}
+        assert len(widths) == 1 and all(p["bandwidth_min"] == wb for p in m["ports"])  # one cost per word
     assert mems["rf"]["size"] == acc.rf_bytes * 8 and mems["rf"]["served_dimensions"] == []
     assert mems["glb"]["size"] == acc.glb_bytes * 8 and mems["glb"]["served_dimensions"] == ["D1", "D2"]
-    assert mems["glb"]["r_bw"] == round(acc.glb_bw * 8)
-    per_word = lambda m, cost: m[cost] / (m["r_bw"] / wb)
-    assert per_word(mems["rf"], "r_cost") == pytest.approx(float(DEFAULT_TECH.e_rf(acc.rf_bytes, wb)), rel=1e-5)
-    assert per_word(mems["glb"], "r_cost") == pytest.approx(float(DEFAULT_TECH.e_glb(acc.glb_bytes, wb)), rel=1e-5)
-    assert per_word(mems["dram"], "r_cost") == pytest.approx(float(DEFAULT_TECH.e_dram(wb)), rel=1e-5)
+    assert mems["glb"]["ports"][0]["bandwidth_max"] == round(acc.glb_bw * 8)
+    per_word = lambda m: m["r_cost"] / (m["ports"][0]["bandwidth_max"] / wb)
+    assert per_word(mems["rf"]) == pytest.approx(float(tech.e_rf(acc.rf_bytes, wb)), rel=1e-6)
+    assert per_word(mems["glb"]) == pytest.approx(float(tech.e_glb(acc.glb_bytes, wb)), rel=1e-6)
+    assert per_word(mems["dram"]) == pytest.approx(float(tech.e_dram(wb)), rel=1e-6)
 
     wl = load(out / "workload.yaml")
     assert isinstance(wl, list) and len(wl) == len(layers)
@@ -169,15 +227,10 @@ def zigzag_checks(acc, layers, out):
     names = [l["name"] for l in wl]
     assert len(set(names)) == len(names)
     for entry, layer in zip(wl, layers):
-        assert set(entry) <= ZZ_LAYER_KEYS
-        assert ZZ_EQUATION.match(entry["equation"])
-        assert all(ZZ_RELATION.match(r) for r in entry["dimension_relations"])
-        assert len(entry["loop_dims"]) == len(entry["loop_sizes"])
         sizes = dict(zip(entry["loop_dims"], entry["loop_sizes"]))
         assert math.prod(entry["loop_sizes"]) == layer.macs
-        assert entry["operand_precision"] == {"W": wb, "I": wb, "O": wb, "O_final": wb}
+        assert entry["operand_precision"] == {"W": wb, "I": wb, "O": tech.psum_bits(wb), "O_final": wb}
         assert set(entry["operand_source"].values()) <= set(ids)
-        assert len(entry["padding"]) == len(entry["pr_loop_dims"]) == len(entry["pr_loop_sizes"])
         ix, iy = entry["pr_loop_sizes"]
         assert ix == layer.stride * (sizes["OX"] - 1) + sizes["FX"]
         assert iy == layer.stride * (sizes["OY"] - 1) + sizes["FY"]
@@ -199,6 +252,7 @@ def zigzag_checks(acc, layers, out):
             assert math.prod(int(f) for _, f in factors) <= cap
             if m["name"] != "default":
                 assert all(d in by_name[m["name"]]["loop_dims"] for d, _ in factors)
+    zigzag_validate(out)
     return wl, mapping
 
 
@@ -213,11 +267,42 @@ def test_zigzag_eyeriss_alexnet(tmp_path, eyeriss_alexnet):
 
 @pytest.mark.parametrize("name", ["tpu-like", "shidiannao-like", "dance-rs"])
 def test_zigzag_depthwise_grouped_and_linear(tmp_path, name):
-    wl, _ = zigzag_checks(get_accelerator(name), MIXED, tmp_path / name)
+    wl, _ = zigzag_checks(get_accelerator(name), MIXED, tmp_path / name, tech=ZIGZAG_TECH)
     dw = dict(zip(wl[1]["loop_dims"], wl[1]["loop_sizes"]))
     assert (dw["G"], dw["K"], dw["C"]) == (16, 1, 1)
-    fc = dict(zip(wl[4]["loop_dims"], wl[4]["loop_sizes"]))
-    assert (fc["B"], fc["K"], fc["C"], fc["OY"], fc["OX"], fc["FY"], fc["FX"]) == (4, 10, 32 * 14 * 14, 1, 1, 1, 1)
+    fc = dict(zip(wl[4]["loop_dims"], wl[4]["loop_sizes"]))  # a batched linear layer: the batch is the rows
+    assert (fc["B"], fc["K"], fc["C"], fc["OY"], fc["OX"], fc["FY"], fc["FX"]) == (1, 10, 32 * 14 * 14, 4, 1, 1, 1)
+
+
+def test_zigzag_export_runs_in_zigzag_and_equals_the_backend(tmp_path):
+    """The exported files load and run in ZigZag 3.9.1's own API, and give, layer by layer, the
+    latency and energy the ZigZag backend reports for the same design."""
+    pytest.importorskip("zigzag", reason='the zigzag extra is not installed (pip install "coexplore[zigzag]")')
+    from zigzag.api import get_hardware_performance_zigzag
+
+    from accelerators import ZigZagBackend
+
+    layers = [conv(4, 4, 1, 2, name="pw"), depthwise(4, 3, 4, name="dw"), linear(16, 8, N=2, name="fc")]
+    for df in ("ws", "os"):
+        acc = Accelerator(pe_x=4, pe_y=4, rf_bytes=32, glb_bytes=8 * 1024, dataflow=df, name=f"tiny-{df}")
+        out = tmp_path / df
+        export_zigzag(acc, layers, out, tech="zigzag")
+        root = logging.getLogger()
+        level, handlers = root.level, list(root.handlers)
+        try:  # the API configures the root logger; keep the test run's logging as it was
+            energy, latency, cmes = get_hardware_performance_zigzag(
+                str(out / "workload.yaml"), str(out / "accelerator.yaml"), str(out / "mapping.yaml"), opt="EDP",
+                dump_folder=str(tmp_path / f"dump-{df}"), loma_show_progress_bar=False)
+        finally:
+            root.setLevel(level)
+            root.handlers[:] = handlers
+        per_layer = [(c.energy_total, c.latency_total2) for c, _ in cmes[0][1]]
+        backend = ZigZagBackend(tech="zigzag", workers=1, cache=False, progress=False)
+        mine = [(r.record["energy_pj"], r.record["latency_cycles"]) for r in backend.pairs([(l, acc) for l in layers])]
+        assert [x for pair in per_layer for x in pair] == pytest.approx([x for pair in mine for x in pair], rel=1e-9)
+        costs = backend.evaluate(layers, [acc])
+        assert costs.energy_total_j[0] == pytest.approx(energy * 1e-12, rel=1e-9)
+        assert costs.cycles[0].sum() == pytest.approx(latency, rel=1e-9)
 
 
 def test_export_all_and_bad_input(tmp_path):
@@ -230,16 +315,18 @@ def test_export_all_and_bad_input(tmp_path):
         export_zigzag(get_accelerator("eyeriss"), ["conv1"], tmp_path / "y")
     with pytest.raises(ConfigError, match="objective"):
         export_timeloop(get_accelerator("eyeriss"), MIXED, tmp_path / "z", objective="speed")
+    with pytest.raises(ConfigError, match="objective"):
+        export_zigzag(get_accelerator("eyeriss"), MIXED, tmp_path / "w", objective="speed")
 
 
 def test_spatial_placement_spreads_and_flags_what_does_not_fit():
-    from coexplore.export import _place
+    from accelerators.zigzag_backend import place_spatial
 
-    placed, exact = _place({"K": 6, "C": 1}, "ws", pe_x=2, pe_y=3)  # 6 = 2 x 3 over both dimensions
+    placed, exact = place_spatial({"K": 6, "C": 1}, "ws", pe_x=2, pe_y=3)  # 6 = 2 x 3 over both dimensions
     assert exact and placed == {"D1": ["K, 2"], "D2": ["K, 3"]}
-    placed, exact = _place({"K": 7}, "ws", pe_x=2, pe_y=3)  # 7 PEs cannot be a 2 x 3 rectangle
+    placed, exact = place_spatial({"K": 7}, "ws", pe_x=2, pe_y=3)  # 7 PEs cannot be a 2 x 3 rectangle
     assert not exact and placed == {"D1": ["K, 2"], "D2": ["K, 3"]}
-    placed, exact = _place({"C": 4, "K": 4, "G": 2}, "ws", pe_x=4, pe_y=8)
+    placed, exact = place_spatial({"C": 4, "K": 4, "G": 2}, "ws", pe_x=4, pe_y=8)
     assert exact and placed == {"D1": ["K, 4"], "D2": ["C, 4", "G, 2"]}
 
 
