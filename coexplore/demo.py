@@ -35,11 +35,13 @@ def demo_runs(quick: bool = False) -> List[Tuple[str, List[str]]]:
         # small CNN reaches what it reaches on MNIST (the budget of experiments/configs/hdx-suite-mnist.yaml)
         common += ["warmup_epochs=2", "search_epochs=4", "steps_per_epoch=25", "retrain_epochs=12",
                    "evaluator.num_arch=3000", "evaluator.epochs_generator=30", "evaluator.epochs_estimator=6"]
-    # repair is off for every run of the demo: what each method's own search finds is what the table
-    # shows (the --quick smoke budget of a few steps keeps HDX's repair, so that it always finishes met)
-    hdx_repair = [] if quick else ["repair=false"]
+    # Repair is off for the soft penalties and NAS->HW (what their searches find is what the table
+    # shows). HDX keeps its repair, and the table says how many block changes it made: at this budget
+    # HDX's own design alternates between two architectures either side of the bound from epoch to
+    # epoch (measured: two runs of the same demo without repair ended met once), so which side the last
+    # epoch lands on is chance (see experiments/results/demo-results.md).
     return [
-        ("hdx", common + ["name=hdx", "method=hdx", "lam=0.0", "hw_encoding=argmax", *hdx_repair]),
+        ("hdx", common + ["name=hdx", "method=hdx", "lam=0.0", "hw_encoding=argmax"]),
         ("dance-lam0.1", common + ["name=dance-lam0.1", "method=dance", "lam=0.1", "repair=false"]),
         ("dance-lam1", common + ["name=dance-lam1", "method=dance", "lam=1.0", "repair=false"]),
         ("nas-hw", common + ["name=nas-hw", "method=nas-hw", "lam=0.5", "repair=false"]),
@@ -113,7 +115,9 @@ def run_demo(out: Union[str, Path] = "runs/demo", jobs: int = 2, quick: bool = F
                      "accuracy_%": 100 * m["accuracy"], "latency_ms": 1e3 * m["latency_s"],
                      "energy_uJ": 1e6 * m["energy_j"], "area_mm2": m["area_mm2"], "edap": m["edap"],
                      "meets " + DEMO_CONSTRAINT: r["all_constraints_met"],
-                     "accelerator": f"{r['accelerator']['pe_x']}x{r['accelerator']['pe_y']} "
+                     "repair moves": len(r.get("repairs") or []),
+                     # rows x columns (pe_y x pe_x), as everywhere else
+                     "accelerator": f"{r['accelerator']['pe_y']}x{r['accelerator']['pe_x']} "
                                     f"{r['accelerator']['dataflow'].upper()} RF{r['accelerator']['rf_bytes']}B"})
     df = pd.DataFrame(rows)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
