@@ -391,6 +391,16 @@ class _QuantMixin:
     w_quant: Optional[LSQWeightQuantizer]
     _wmix: Optional[Sequence[BitGate]]
 
+    def _copy_float(self, src: nn.Module):
+        """Take ``src``'s weight, bias, device and train/eval mode (``from_float``'s last step); returns self."""
+        with torch.no_grad():
+            self.weight.copy_(src.weight)
+            if src.bias is not None:
+                self.bias.copy_(src.bias)
+        self.act_quant.to(src.weight.device)
+        self.train(src.training)
+        return self
+
     def _init_quant(self, out_channels: int, wbits: int, abits: int, act_mode: str, weight_mode: str,
                     wbit_choices: Optional[Sequence[int]]) -> None:
         self.wbits = check_bits(wbits, "wbits")
@@ -485,13 +495,7 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
                 conv.groups, conv.bias is not None, conv.padding_mode, wbits=wbits, abits=abits, act_mode=act_mode,
                 weight_mode=weight_mode, wbit_choices=wbit_choices,
                 device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            q.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                q.bias.copy_(conv.bias)
-        q.act_quant.to(conv.weight.device)
-        q.train(conv.training)
-        return q
+        return q._copy_float(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.act_quant(x), self.quantized_weight(), self.bias)
@@ -523,13 +527,7 @@ class QuantLinear(_QuantMixin, nn.Linear):
         q = cls(linear.in_features, linear.out_features, linear.bias is not None, wbits=wbits, abits=abits,
                 act_mode=act_mode, weight_mode=weight_mode, wbit_choices=wbit_choices,
                 device=linear.weight.device, dtype=linear.weight.dtype)
-        with torch.no_grad():
-            q.weight.copy_(linear.weight)
-            if linear.bias is not None:
-                q.bias.copy_(linear.bias)
-        q.act_quant.to(linear.weight.device)
-        q.train(linear.training)
-        return q
+        return q._copy_float(linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.act_quant(x), self.quantized_weight(), self.bias)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..common import ConfigError, PathLike, read_json, write_json
+from ..common import ConfigError, PathLike, check_keys, read_json, write_json
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.yaml"
@@ -90,10 +90,7 @@ class QuantResult:
         if data.get("schema_version") != RESULT_SCHEMA_VERSION:
             raise ConfigError(f"{where}: schema_version {data.get('schema_version')!r} is not supported "
                               f"(this coexplore reads {RESULT_SCHEMA_VERSION})")
-        names = {f.name for f in fields(QuantResult)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed fields: {sorted(names)}")
+        check_keys(data, (f.name for f in fields(QuantResult)), where)
         try:
             return QuantResult(**dict(data))
         except TypeError as exc:

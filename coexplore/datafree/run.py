@@ -42,7 +42,7 @@ from torch import nn
 
 from search_spaces.quant import (ACT_MODES, calibrate, check_bits, layer_bits, observing, quantize_model)
 
-from ..common import ConfigError, PathLike, atomic_write_bytes, atomic_write_text, read_yaml, write_yaml
+from ..common import ConfigError, PathLike, check_keys, atomic_write_bytes, atomic_write_text, read_yaml, write_yaml
 from ..seeds import RunSeeds, isolated_torch_rng
 from .ait import GradientInundation, ait_loss, code_change_fraction, snapshot_codes
 from .base import METHODS, DataFreeMethod, MethodConfig
@@ -164,10 +164,7 @@ class QuantizeConfig:
     def from_dict(d: Mapping[str, Any], where: str = "quantize config") -> "QuantizeConfig":
         if not isinstance(d, Mapping):
             raise ConfigError(f"{where}: expected a mapping")
-        allowed = {f.name for f in fields(QuantizeConfig)}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed fields: {sorted(allowed)}")
+        check_keys(d, (f.name for f in fields(QuantizeConfig)), where)
         try:
             return QuantizeConfig(**dict(d))
         except TypeError as exc:
