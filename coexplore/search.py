@@ -138,7 +138,7 @@ class CoExplorer:
                  cache_dir: Optional[Union[str, Path]] = None) -> None:
         from search_spaces import Supernet, TemperatureSchedule
         from search_spaces.tasks import get_task
-        from search_spaces.train import resolve_device
+        from search_spaces.train import place, resolve_device
 
         self.cfg = cfg
         self.method = cfg.get_method()
@@ -174,7 +174,8 @@ class CoExplorer:
         supernet_class = getattr(self.space, "supernet_class", Supernet)  # a space may bring its own supernet
         with isolated_torch_rng(self.seeds.entropy("init")):
             self.supernet = supernet_class(self.space, mode=cfg.path_mode, tau=cfg.tau0,
-                                           init_generator=self.seeds.torch("init")).to(self.device)
+                                           init_generator=self.seeds.torch("init"))
+        place(self.supernet, self.device, cfg.memory_format)
         self.tau_schedule = TemperatureSchedule(tau0=cfg.tau0, tau_min=cfg.tau_min, epochs=cfg.search_epochs)
         self._evaluator: Optional[Evaluator] = None
         cost = self.method.hardware_cost(self)

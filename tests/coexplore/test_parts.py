@@ -433,3 +433,18 @@ def test_interplay_counts_the_winners(tmp_path, capsys):
     assert main(["--format", "json", "interplay", "--space", "tiny-mnist", "--hardware", "small", "--num-arch", "400",
                  "--seed", "3", "--constraint", "latency <= 0.07ms"]) == 0
     assert json.loads(capsys.readouterr().out)["distinct_best_accelerators"] == rep["distinct_best_accelerators"]
+
+
+def _nhwc_strides(w):
+    """Whether ``w`` ([N, C, H, W]) is laid out channels-last, by its exact strides."""
+    _, c, h, k = w.shape
+    return w.stride() == (c * h * k, 1, k * c, c)
+
+
+def test_the_supernet_trains_in_the_configured_layout(tmp_path, cache):
+    def layouts(ex):
+        return {_nhwc_strides(m.weight) for m in ex.supernet.modules() if isinstance(m, torch.nn.Conv2d)}
+
+    assert layouts(CoExplorer(cfg("method=dance"), tmp_path / "a", cache_dir=cache)) == {True}  # the default
+    assert layouts(CoExplorer(cfg("method=dance", "memory_format=contiguous"), tmp_path / "b",
+                              cache_dir=cache)) == {False}

@@ -102,3 +102,38 @@ def test_tiny_mnist_epoch_is_fast():
     t0 = time.perf_counter()
     train_network(frozen, dl, epochs=1, lr=0.05, device="cpu", progress=False)
     assert time.perf_counter() - t0 < 30
+
+
+def _nhwc(w):
+    _, c, h, k = w.shape
+    return w.stride() == (c * h * k, 1, k * c, c)
+
+
+def test_place_sets_the_layout_and_only_speed_depends_on_it():
+    from coexplore.common import ConfigError
+    from search_spaces.train import place
+
+    sp = small_space()
+    a = Supernet(sp, mode="darts", init_generator=torch.Generator().manual_seed(0))
+    b = copy.deepcopy(a)
+    assert place(b, "cpu", "channels_last") is b
+    def cl(net):  # conv weights whose strides are channels_last's exactly
+        return {_nhwc(m.weight) for m in net.modules() if isinstance(m, torch.nn.Conv2d)}
+
+    assert cl(b) == {True} and cl(a) == {False}
+    x, _ = data(16)
+    a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-5)
+    place(b, "cpu", "contiguous")
+    assert cl(b) == {False}
+    with pytest.raises(ConfigError, match="memory_format 'nhwc' is unknown; allowed values: .*channels_last"):
+        place(b, "cpu", "nhwc")
+
+
+def test_train_network_trains_in_the_layout_asked_for():
+    sp = small_space()
+    for fmt in ("channels_last", "contiguous"):
+        net = Supernet(sp).freeze({"s0.b0": "mb3_e3", "s1.b0": "conv3x3"}, inherit_weights=False)
+        train_network(net, loader(n=64), epochs=1, lr=0.1, device="cpu", seed=0, progress=False, memory_format=fmt)
+        assert {_nhwc(m.weight) for m in net.modules() if isinstance(m, torch.nn.Conv2d)} == {fmt == "channels_last"}
