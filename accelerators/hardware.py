@@ -19,6 +19,7 @@ import numpy as np
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 from coexplore.common import Registry
 from .dataflows import DATAFLOWS, get_dataflow, list_dataflows
+from .precision import PRECISIONS, get_precision, list_precisions
 
 WORD_BITS = (4, 8, 16, 32)
 
@@ -69,7 +70,11 @@ FIELD_RANGES: Dict[str, FieldRange] = {
     "glb_bw": FieldRange(1e-3, 1e9, False, "1e-3..1e9 (bytes per cycle)"),
 }
 #: The fields of an accelerator other than its name, in the order of the record.
-FIELDS = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")
+FIELDS = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits",
+          "precision")
+#: The default precision scheme: a fixed ``word_bits`` MAC (the model before precision schemes).  An
+#: accelerator with it is written, compared and fingerprinted without the field.
+DEFAULT_PRECISION = "fixed"
 
 
 def check_field(name: str, value: Any, where: str = "accelerator") -> Any:
@@ -85,6 +90,10 @@ def check_field(name: str, value: Any, where: str = "accelerator") -> Any:
     if name == "dataflow":
         if not isinstance(value, str) or value.lower() not in DATAFLOWS:
             raise ConfigError(f"{where}: field dataflow is {value!r}; allowed values: {list_dataflows()}")
+        return value.lower()
+    if name == "precision":
+        if not isinstance(value, str) or value.lower() not in PRECISIONS:
+            raise ConfigError(f"{where}: field precision is {value!r}; allowed values: {list_precisions()}")
         return value.lower()
     if name == "word_bits":
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
@@ -134,6 +143,7 @@ class Accelerator:
     dram_bw: float = 16.0  # DRAM <-> GLB bandwidth, bytes per cycle, 1e-3..1e9
     glb_bw: float = 64.0  # GLB <-> PE-array (NoC) bandwidth, bytes per cycle, 1e-3..1e9
     word_bits: int = 16  # data word width, bits (weights, activations, partial sums): 4, 8, 16 or 32
+    precision: str = DEFAULT_PRECISION  # a registered precision scheme (list_precisions()): "fixed", "bit-serial", ...
     name: str = field(default="", compare=False)  # label only; not part of identity
 
     def __post_init__(self) -> None:
@@ -142,6 +152,10 @@ class Accelerator:
         where = f"accelerator {self.name!r}" if self.name else "accelerator"
         for f in FIELDS:
             object.__setattr__(self, f, check_field(f, getattr(self, f), where))
+        scheme = get_precision(self.precision)
+        if self.word_bits not in scheme.word_bits:
+            raise ConfigError(f"{where}: field word_bits={self.word_bits} is not supported by precision "
+                              f"{self.precision!r}; allowed values: {list(scheme.word_bits)}")
         df = get_dataflow(self.dataflow)
         need = df.min_rf_words * self.word_bytes
         if self.rf_bytes < need:
@@ -181,12 +195,15 @@ class Accelerator:
     def short(self) -> str:
         """A one-line label; the array is written rows x columns (``pe_y x pe_x``)."""
         return (f"{self.pe_y}x{self.pe_x} {self.dataflow.upper()} RF{self.rf_bytes}B "
-                f"GLB{self.glb_bytes // 1024}KB {self.word_bits}b")
+                f"GLB{self.glb_bytes // 1024}KB {self.word_bits}b"
+                + ("" if self.precision == DEFAULT_PRECISION else f" {self.precision}"))
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         if not d["name"]:
             d.pop("name")
+        if d["precision"] == DEFAULT_PRECISION:  # left out: old files and fingerprints are unchanged
+            d.pop("precision")
         return d
 
     @staticmethod
