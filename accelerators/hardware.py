@@ -274,6 +274,22 @@ def dance_rs() -> Accelerator:
     return Accelerator(pe_x=12, pe_y=8, rf_bytes=32, glb_bytes=108 * 1024, dataflow="rs", name="dance-rs")
 
 
+@ACCELERATORS.register("bitfusion-like")
+def bitfusion_like() -> Accelerator:
+    """A BitFusion-like bit-fused array (Sharma et al., ISCA 2018): 16x32 fusion units at 500 MHz.
+
+    The paper's configuration for its comparison with Eyeriss: 512 fusion units (16 rows of 32),
+    112 KB of on-chip buffers, 500 MHz (45 nm).  Its systolic array keeps weights in the units
+    and streams inputs along rows, so the dataflow is weight-stationary.  Chosen here, not from
+    the paper: 32 B of registers per unit, one 112 KB buffer for all operands (the chip splits
+    it into input, weight and output buffers), 16-bit words (a layer without bits runs as 16-bit
+    operands by temporal fusion), and the project's default DRAM and buffer bandwidths in bytes
+    per cycle (16 and 64).
+    """
+    return Accelerator(pe_x=32, pe_y=16, rf_bytes=32, glb_bytes=112 * 1024, dataflow="ws", clock_hz=500e6,
+                       dram_bw=16.0, glb_bw=64.0, word_bits=16, precision="bit-fused", name="bitfusion-like")
+
+
 def get_accelerator(name_or_path: str) -> Accelerator:
     """A built-in accelerator by name, or one loaded from a YAML file path."""
     return ACCELERATORS.build(name_or_path, load_accelerator)
