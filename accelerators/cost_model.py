@@ -510,6 +510,7 @@ class AnalyticalModel:
                     wb_, ab_ = wcol, wcol
                 thr = np.ones((ai.size, Lu, 1))
                 e_per_mac = np.ones((ai.size, Lu, 1))
+                st = None  # partial-sum updates per MAC of a sum-together unit (1 elsewhere)
                 for c in np.unique(pcs):
                     sch = get_precision(a["precisions"][int(c)])
                     m = pcs == c
@@ -517,6 +518,17 @@ class AnalyticalModel:
                     abm = ab_ if np.shape(ab_)[0] == 1 else ab_[m]
                     thr[m] = np.broadcast_to(sch.throughput(wbm, abm, wcol[m]), (int(m.sum()), Lu, 1))
                     e_per_mac[m] = np.broadcast_to(sch.mac_energy(wbm, abm, wcol[m], t), (int(m.sum()), Lu, 1))
+                    if sch.sum_together:
+                        st = np.ones((ai.size, Lu, 1)) if st is None else st
+                        st[m] = 1.0 / np.maximum(thr[m], 1.0)
+                if st is not None and (st < 1.0).any():
+                    # A sum-together unit (BitFusion) adds the products it fuses in its adder tree and
+                    # updates one partial sum per cycle, not per MAC: the partial-sum RF accesses and the
+                    # partial sums passed between PEs shrink by the fused throughput.
+                    ps_size = float(f_ps) if unit_sizes else sps
+                    psum_rf = 2.0 * ps_size if al.rf_psum_reads is None else al.rf_psum_reads
+                    rf_reads = rf_reads - psum_rf * (1.0 - st)
+                    inter_w = inter_w - inter_pe * al.inter_pe_psum * ps_size * (1.0 - st)
             e_mac = macs * e_per_mac
             compute_c = compute if thr is None else compute / thr  # cycles at the scheme's throughput
             e_rf = (rf_reads * macs + deliver_w) * t.e_rf(col("rf_bytes"), bits_u)

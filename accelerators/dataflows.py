@@ -95,6 +95,7 @@ class ArrayLevel(NamedTuple):
     inter_pe_psum: Any = 0.0  # fraction of the inter-PE words that are partial sums (charged at partial-sum width)
     rf_reads: Any = None  # RF accesses per MAC in units (each operand at its size); None: sw + sa + 2 ps
     deliver_parts: Any = None  # (weights, inputs, outputs) of ``deliver``, so each is charged at its bits; None: not split
+    rf_psum_reads: Any = None  # the partial-sum part of ``rf_reads`` (units per MAC); None: 2 ps (a read and a write)
 
 
 #: ``spatial(pe_x, pe_y, L) -> Unrolling``.

@@ -278,16 +278,19 @@ def dance_rs() -> Accelerator:
 def bitfusion_like() -> Accelerator:
     """A BitFusion-like bit-fused array (Sharma et al., ISCA 2018): 16x32 fusion units at 500 MHz.
 
-    The paper's configuration for its comparison with Eyeriss: 512 fusion units (16 rows of 32),
-    112 KB of on-chip buffers, 500 MHz (45 nm).  Its systolic array keeps weights in the units
-    and streams inputs along rows, so the dataflow is weight-stationary.  Chosen here, not from
-    the paper: 32 B of registers per unit, one 112 KB buffer for all operands (the chip splits
-    it into input, weight and output buffers), 16-bit words (a layer without bits runs as 16-bit
-    operands by temporal fusion), and the project's default DRAM and buffer bandwidths in bytes
-    per cycle (16 and 64).
+    The configuration of the paper's comparison with Eyeriss, as the authors' simulator
+    configures it (github.com/hsharma35/bitfusion, ``bf_e_conf.ini``): a 16 x 32 array of fusion
+    units (8-bit, 2-bit bricks), 64 KB of weight SRAM, 32 KB of input and 16 KB of output SRAM
+    (112 KB), a 192-bit off-chip interface, 500 MHz.  In this template the weight SRAM is
+    distributed over the units as their register files (64 KB / 512 = 128 B each; each BitFusion
+    unit has its own weight buffer), and the input and output SRAMs are the global buffer
+    (48 KB).  DRAM: 192 bits = 24 B per cycle.  The systolic array keeps weights in the units and
+    streams inputs along rows, so the dataflow is weight-stationary.  Our choices: 16-bit words
+    (a layer without bits runs as 16-bit operands by temporal fusion) and the project's default
+    buffer bandwidth of 64 B per cycle.
     """
-    return Accelerator(pe_x=32, pe_y=16, rf_bytes=32, glb_bytes=112 * 1024, dataflow="ws", clock_hz=500e6,
-                       dram_bw=16.0, glb_bw=64.0, word_bits=16, precision="bit-fused", name="bitfusion-like")
+    return Accelerator(pe_x=32, pe_y=16, rf_bytes=128, glb_bytes=48 * 1024, dataflow="ws", clock_hz=500e6,
+                       dram_bw=24.0, glb_bw=64.0, word_bits=16, precision="bit-fused", name="bitfusion-like")
 
 
 def get_accelerator(name_or_path: str) -> Accelerator:

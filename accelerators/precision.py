@@ -19,7 +19,9 @@ An accelerator's ``precision`` field names one of them (``list_precisions()``):
   operands fuse into ``floor(8/a) floor(8/w)`` MACs per cycle (2-bit floor: 16 at 2 x 2);
   16-bit operands take two passes each (temporal fusion: 16 x 16 = 1/4 MAC per cycle, 16 x 8
   = 1/2).  Weights and activations: 1..16 bits; the accelerator's word (the width of a layer
-  without bits) must be 4, 8 or 16.
+  without bits) must be 4, 8 or 16.  The products a unit fuses are added in its shift-add tree
+  before they reach the accumulator ("sum-together"), so a fused unit reads and writes one partial
+  sum per cycle, not per MAC.
 
 Every function works on numpy arrays that broadcast (``[A, L, 1]`` in the cost model): ``wb``,
 ``ab`` are the weight and activation bits of each pair (the accelerator's word where the layer
@@ -53,7 +55,9 @@ class PrecisionScheme:
     ab, word, tech)`` pJ per MAC; ``mac_area(word, tech)`` mm^2 per PE; ``max_bits(word)`` the
     widest (weight, activation) bits the scheme runs (all from 1 up to it); ``word_bits`` the
     accelerator word widths it can be built with; ``rounding`` what the bits are rounded to,
-    for messages and ``explain``.
+    for messages and ``explain``; ``sum_together`` that the unit adds the products it computes in
+    one cycle before accumulating (Camus et al.'s "sum-together" class; BitFusion), so that the
+    partial-sum accesses per MAC fall with its throughput.
     """
 
     name: str  # registry key, lower case, e.g. "bit-fused"
@@ -64,6 +68,7 @@ class PrecisionScheme:
     max_bits: Callable[[int], Tuple[int, int]]  # word -> widest (weight, activation) bits
     word_bits: Tuple[int, ...]  # accelerator word widths this scheme supports
     rounding: str = ""  # how bits are rounded, e.g. "up to 2, 4, 8 or 16"
+    sum_together: bool = False  # True: the fused products are added in the unit, one partial-sum update per cycle
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -165,7 +170,7 @@ BIT_FUSED = register_precision(PrecisionScheme(
     "bit-fused", "BitFusion bit-level fusion of 2-bit bricks (Sharma et al., ISCA 2018)",
     throughput=_fused_throughput, mac_energy=_fused_energy,
     mac_area=lambda word, tech: tech.a_mac(T.FUSED_NATIVE_BITS) * T.FUSED_AREA_FACTOR * np.ones(np.shape(word)),
-    max_bits=lambda word: (16, 16), word_bits=(4, 8, 16), rounding="up to 2, 4, 8 or 16"))
+    max_bits=lambda word: (16, 16), word_bits=(4, 8, 16), rounding="up to 2, 4, 8 or 16", sum_together=True))
 
 #: The schemes the built-in hardware spaces search, spelled out so that a user-registered scheme
 #: does not change a built-in space's size, encoding or fingerprint.

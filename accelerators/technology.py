@@ -76,18 +76,21 @@ COST_MODEL_VERSION = "2.0"  # the precision schemes (version 2.0 too) leave ever
 #   Architecture for Accelerating Deep Neural Networks", ISCA 2018).  A fusion unit of 16
 #   2-bit BitBricks does one 8b x 8b MAC per cycle, or 4 of 4b x 4b, or 16 of 2b x 2b, all
 #   bricks busy in every mode; 16-bit operands take 4 cycles (temporal fusion).  So energy per
-#   cycle is about constant and energy per MAC falls with the throughput.  The fusion unit's
-#   overhead against a fixed 8-bit MAC (the shift-add tree and the fusion muxes): Camus, Mei,
-#   Enz, Verhelst, "Review and Benchmarking of Precision-Scalable Multiply-Accumulate Unit
-#   Architectures for Embedded Neural-Network Processing", IEEE JETCAS 9(4), 2019, benchmark
-#   BitFusion-type 2-D spatial ("sum-together") MACs against a fixed 8-bit MAC in 28 nm and
-#   find them both larger and costlier per operation at full (8-bit) precision.  We could not
-#   read the paper's tables from here (no PDF access), so the two factors below -- 1.3x the
-#   energy per cycle and 1.5x the area of a fixed 8-bit MAC -- are our estimates of that
-#   overhead, rounded, not values copied from the paper.  Energy per MAC at low precision is
-#   then the ideal 1/throughput scaling, which is BitFusion's own claim (all bricks busy);
-#   Camus et al. report that real 2-D designs fall short of it, so low-precision energy is
-#   optimistic.
+#   cycle is about constant and energy per MAC falls with the throughput.  The overhead of the
+#   fusion against a fixed 8-bit MAC comes from the authors' own synthesis results, released
+#   with their simulator (github.com/hsharma35/bitfusion, ``results/systolic_array_synth.csv``:
+#   45 nm, 500 MHz, systolic arrays of PEs by maximum and minimum precision).  For a 4 x 4 array,
+#   a PE that fuses 2- to 8-bit operands takes 27,753 um^2 and 3.67 mW of dynamic power; a fixed
+#   8-bit PE takes 8,172 um^2 and 1.63 mW.  That is 3.40x the area and 2.26x the dynamic energy
+#   per cycle.  Across the other array shapes in the file the ratios are 2.3-3.5x in area and
+#   1.8-2.3x in dynamic power.  We take the 4 x 4 figures.  Static power is charged through the
+#   area (``p_static_mw_per_mm2``), so the dynamic ratio is the one that enters the MAC energy.
+#   Energy per MAC at low precision is then the ideal 1/throughput scaling, BitFusion's own
+#   claim (all bricks busy).  Camus, Mei, Enz, Verhelst ("Review and Benchmarking of
+#   Precision-Scalable Multiply-Accumulate Unit Architectures for Embedded Neural-Network
+#   Processing", IEEE JETCAS 9(4), 2019) benchmark such 2-D "sum-together" MACs in 28 nm and
+#   report that real designs fall short of that ideal, so low-precision MAC energy is optimistic.
+#   We could not read their tables from here (no PDF access), so no number is taken from them.
 #: Stripes: energy per word-equivalent cycle of a bit-serial unit / a bit-parallel word MAC (1.92 / 1.57).
 SERIAL_ENERGY_FACTOR = 1.92 / 1.57
 #: Stripes: area of a bit-serial unit / a bit-parallel word MAC (+32 %, the whole-chip figure; a lower bound).
@@ -98,10 +101,10 @@ LOOM_ENERGY_FACTOR = 4.38 / 3.54
 LOOM_AREA_FACTOR = 1.32
 #: BitFusion: native width of a fusion unit (16 2-bit BitBricks = one 8b x 8b MAC per cycle), bits.
 FUSED_NATIVE_BITS = 8
-#: BitFusion: energy per cycle of a fusion unit / a fixed 8-bit MAC (estimate; Camus et al. 2019: > 1 at 8 bits).
-FUSED_ENERGY_FACTOR = 1.3
-#: BitFusion: area of a fusion unit / a fixed 8-bit MAC (estimate; Camus et al. 2019: > 1).
-FUSED_AREA_FACTOR = 1.5
+#: BitFusion: dynamic energy per cycle of a fusion unit / a fixed 8-bit MAC (authors' synthesis, 4x4 array: 3.67 / 1.63 mW).
+FUSED_ENERGY_FACTOR = 3673.5 / 1627.5
+#: BitFusion: area of a fusion unit / a fixed 8-bit MAC (authors' synthesis, 4x4 array: 27,753 / 8,172 um^2).
+FUSED_AREA_FACTOR = 27752.84 / 8171.73
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def test_layer_bits_equal_to_the_word_price_as_no_bits():
 # 16 weights, 16 inputs, 16 outputs, 4 array steps of 16 PEs, all of it fitting the GLB once.
 
 HAND = conv(4, 4, 1, 2)
+FU = 3673.5 / 1627.5  # BitFusion's synthesis: dynamic power of a fusion unit / a fixed 8-bit PE (4x4 array)
 
 
 @pytest.mark.parametrize("scheme,w,a,cycles,mac_pj", [
@@ -91,12 +92,12 @@ HAND = conv(4, 4, 1, 2)
     # Loom: cycles x w a / 256 = 4 x 32 / 256 = 0.5; 4.38/3.54 x 1 pJ x 32/256 per MAC
     ("loom", 4, 8, 0.5, 4.38 / 3.54 * 32 / 256),
     # BitFusion: 2-bit weights x 4-bit inputs fuse floor(8/2) floor(8/4) = 8 MACs per cycle: 4 / 8 = 0.5;
-    # an 8-bit MAC is 1 pJ x (8/16)^2 = 0.25 pJ, a fusion unit 1.3x that per cycle, over 8 MACs
-    ("bit-fused", 2, 4, 0.5, 0.25 * 1.3 / 8),
+    # an 8-bit MAC is 1 pJ x (8/16)^2 = 0.25 pJ, a fusion unit FU = 2.26x that per cycle, over 8 MACs
+    ("bit-fused", 2, 4, 0.5, 0.25 * FU / 8),
     # 3 bits round up to 4, 5 to 8: floor(8/4) floor(8/8) = 2 MACs per cycle
-    ("bit-fused", 3, 5, 2, 0.25 * 1.3 / 2),
-    # 16-bit operands: temporal fusion, 4x the cycles of 8 x 8: 16 cycles, 4 x 0.325 pJ per MAC
-    ("bit-fused", 16, 16, 16, 0.25 * 1.3 * 4),
+    ("bit-fused", 3, 5, 2, 0.25 * FU / 2),
+    # 16-bit operands: temporal fusion, 4x the cycles of 8 x 8: 16 cycles, 4 x 0.25 FU pJ per MAC
+    ("bit-fused", 16, 16, 16, 0.25 * FU * 4),
 ])
 def test_scheme_by_hand(scheme, w, a, cycles, mac_pj):
     ex = explain(bits([HAND], w, a)[0], acc(4, 4, "ws", precision=scheme, **FAST_MEM))
@@ -240,3 +241,21 @@ def test_hardware_space_yaml_accepts_precision(tmp_path):
     assert [a.precision for a in s.enumerate()] == ["fixed", "bit-fused", "fixed", "bit-fused"]
     fixed_only = HardwareSpace({"pe_x": [8, 16]}, {"pe_y": 8, "rf_bytes": 16, "glb_bytes": 65536, "dataflow": "ws"})
     assert "precision" not in fixed_only.to_dict()["fixed"]
+
+
+def test_bit_fused_units_sum_their_products_before_accumulating():
+    # HAND (1x1, 4 -> 4) at 2-bit weights and 4-bit inputs, 16-bit partial sums, 64 B RF: the unit is
+    # 2 bits.  Per MAC a fixed PE reads the input (4 bits: 2 units) and reads and writes a partial
+    # sum (2 x 8 units); its one weight stays in the PE.  18 units = 36 bits = 2.25 16-bit words.  A
+    # fusion unit does 8 such MACs per cycle and adds them in its tree: the partial-sum part falls
+    # to 16 / 8 = 2 units, 4 in all = 0.5 words.
+    l = bits([HAND], 2, 4)[0]
+    fixed = explain(l, acc(4, 4, "ws", **FAST_MEM))
+    fused = explain(l, acc(4, 4, "ws", precision="bit-fused", **FAST_MEM))
+    assert fixed.reuse["RF reads per MAC (word-equivalents)"] == pytest.approx(2.25)
+    assert fused.reuse["RF reads per MAC (word-equivalents)"] == pytest.approx(0.5)
+    # at 16-bit operands (temporal fusion, a quarter of a MAC per cycle) nothing is summed together
+    l16 = bits([HAND], 16, 16)[0]
+    f16 = explain(l16, acc(4, 4, "ws", precision="bit-fused", **FAST_MEM))
+    assert f16.reuse["RF reads per MAC (word-equivalents)"] == explain(l16, acc(4, 4, "ws", **FAST_MEM)).reuse[
+        "RF reads per MAC (word-equivalents)"]
