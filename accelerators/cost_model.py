@@ -637,6 +637,19 @@ class AnalyticalModel:
         )
 
 
+def check_precision(layers: Sequence[Layer], accelerators: Sequence[Accelerator]) -> None:
+    """Refuse layer bits that one of ``accelerators`` cannot run or hold (every pair is checked).
+
+    The analytical model runs this check on every call; other cost sources (the ZigZag backend)
+    call it so that they refuse the same inputs.
+
+    Raises:
+        ConfigError: one line naming the layer, the accelerator, the field and its allowed values.
+    """
+    lm, inverse = _layer_matrix(layers)
+    _check_precision(lm, _acc_arrays(accelerators), layers, inverse, accelerators)
+
+
 def _check_precision(lm: np.ndarray, a: Dict[str, Any], layers: Sequence[Layer], inverse: np.ndarray,
                      accs: Sequence[Accelerator]) -> None:
     """Refuse layer bits an accelerator cannot run or hold: the boundary check of the precision fields.

@@ -73,7 +73,7 @@ import numpy as np
 
 from coexplore.common import ConfigError, default_cache_dir, read_json, write_json
 
-from .cost_model import AnalyticalModel, Costs, layer_shape, spatial_unrolling
+from .cost_model import AnalyticalModel, Costs, check_precision, layer_shape, spatial_unrolling
 from .cost_source import COST_SOURCES, fingerprint_of
 from .dataflows import get_dataflow
 from .hardware import Accelerator
@@ -541,6 +541,7 @@ class ZigZagBackend:
             raise ConfigError(f"zigzag: expected a Layer, got {type(layer).__name__}")
         if not isinstance(acc, Accelerator):
             raise ConfigError(f"zigzag: expected an Accelerator, got {type(acc).__name__}")
+        check_precision([layer], [acc])  # the same bits the analytical model refuses
         name = "layer"
         return {"accelerator": zigzag_accelerator(acc, self.tech),
                 "layer": zigzag_layer(layer, 0, name, 0, acc.word_bits, self.tech.psum_bits(acc.word_bits)),

@@ -92,6 +92,13 @@ def test_zigzag_prices_operand_bits_and_ignores_the_mac_scheme(backend, caplog):
     assert fused.latency_s[0, 0] == pytest.approx(c4.latency_s[0, 0])
 
 
+def test_zigzag_refuses_the_bits_the_analytical_model_refuses(backend):
+    l = dataclasses.replace(TINY[0], act_bits=32)
+    for src in (backend, AnalyticalModel(ZIGZAG_TECH)):
+        with pytest.raises(ConfigError, match="act_bits=32 is not supported; allowed values: 1..16"):
+            src.evaluate([l], [tiny_acc()])
+
+
 # ---- the cost-source protocol --------------------------------------------------------------
 
 def test_registered_and_described(backend):
