@@ -318,3 +318,15 @@ def test_precision_at_the_limits_is_accepted():
     for p, b in (("bit-fused", 16), ("bit-serial", 16), ("loom", 1), ("bit-fused", 1)):
         c = evaluate([Layer(**GOOD_LAYER, weight_bits=b, act_bits=b)], [Accelerator(**{**GOOD_ACC, "precision": p})])
         assert (c.latency_s > 0).all() and (c.utilization <= 1).all()
+
+
+def test_bits_above_the_word_of_a_fixed_space_member_are_refused():
+    # a hardware space whose fixed-precision members have 4- and 8-bit words, priced with 8-bit layers:
+    # the 4-bit members cannot run them
+    fixed = {k: v for k, v in GOOD_FIXED.items()}
+    space = HardwareSpace({"word_bits": [8, 4]}, fixed)
+    layer = Layer(**GOOD_LAYER, weight_bits=8, act_bits=8, name="c8")
+    evaluate([layer], space.enumerate()[:1])  # the 8-bit member is fine
+    with pytest.raises(ConfigError) as exc:
+        evaluate([layer], space.enumerate())
+    one_line(exc, "c8", "weight_bits=8", "allowed values", "1..4", "word_bits=4")

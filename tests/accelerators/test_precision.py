@@ -171,8 +171,6 @@ def test_physical_bounds_with_precision(scheme, dataflow):
     accs = [acc(16, 16, dataflow, precision=scheme), acc(12, 14, dataflow, rf=512, precision=scheme),
             acc(8, 8, dataflow, rf=16, glb=32 * 1024, precision=scheme, dram_bw=4.0)]
     for w, a in PRECISIONS_PRICED:
-        if scheme == "bit-fused" and min(w, a) < 1:
-            continue
         c = evaluate(bits(layers, w, a), accs)
         macs = np.array([l.macs for l in layers], dtype=float)
         for j, x in enumerate(accs):
