@@ -4,7 +4,10 @@ The template is the spatial-array accelerator of Eyeriss (Chen et al., JSSC 2017
 DANCE's Timeloop setup: DRAM -> global buffer (GLB) -> NoC -> a ``pe_y x pe_x`` array of
 PEs, each a MAC with a private register file (RF).  The dataflow decides which loop
 dimensions are unrolled on the array and which operand stays in the RF; it is one of the
-registered :class:`~accelerators.dataflows.Dataflow` records (``list_dataflows()``).
+registered :class:`~accelerators.dataflows.Dataflow` records (``list_dataflows()``).  How a PE's
+MAC handles bit widths narrower than the word is its ``precision``, one of the registered
+:class:`~accelerators.precision.PrecisionScheme` records (``list_precisions()``; default
+``fixed``, written and fingerprinted only when it is not the default).
 """
 
 from __future__ import annotations
