@@ -7,6 +7,7 @@ for convenience.
 
 from .dataflows import (DATAFLOWS, ArrayLevel, Dataflow, TimeloopHints, Unrolling, ZigZagHints, get_dataflow,
                         list_dataflows, register_dataflow)
+from .precision import (PRECISIONS, PrecisionScheme, get_precision, list_precisions, register_precision)
 from .hardware import (ACCELERATORS, FIELD_RANGES, Accelerator, get_accelerator, list_accelerators,
                        load_accelerator, save_accelerator)
 from .cost_model import MAPPING_OBJECTIVES, AnalyticalModel, Costs, Explanation, evaluate, explain
@@ -31,4 +32,5 @@ __all__ = [
     "list_accelerators", "load_accelerator", "save_accelerator", "ConfigError", "Registry", "UnknownNameError",
     "HARDWARE_SPACES", "HardwareSpace", "get_hardware_space", "list_hardware_spaces", "LAYER_KINDS", "Layer", "conv",
     "conv_output_size", "depthwise", "linear", "load_workload", "matmul", "save_workload",
+    "PRECISIONS", "PrecisionScheme", "get_precision", "list_precisions", "register_precision",
 ]

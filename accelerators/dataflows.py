@@ -23,12 +23,23 @@ analytical model (:mod:`accelerators.cost_model`) calls for the accelerators tha
 Array shapes: ``pe_x``, ``pe_y`` and ``rf_words`` are ``[A, 1, 1]`` int64 (one row per
 accelerator of the dataflow); ``L`` maps the layer quantities ``N, G, Kg, Cg, R, S, P, Q,
 st`` (``Kg = K / G``, ``Cg = C / G``, ``st`` = stride) and ``macs``, ``W`` (weights), ``O``
-(outputs) to ``[1, L, 1]`` int64 arrays; ``d`` maps the DRAM-level mapping candidates
+(outputs) to ``[1, L, 1]`` int64 arrays, and ``ps`` to the partial-sum size; ``d`` maps the DRAM-level mapping candidates
 (tile counts ``n_m, n_c, n_p``, tile sizes ``t_m, t_c, t_p``, DRAM words ``w_d, i_d, o_d``)
 to arrays broadcastable to ``[A, L, E]`` (``E`` candidates per layer; the first axis is 1
 when every accelerator has the same GLB size).  Unrolling factors are integer arrays
 broadcastable to ``[A, L, 1]``, each at least 1, and together they may use at most
 ``pe_x * pe_y`` PEs; access counts broadcast to ``[A, L, E]``.
+
+Operand sizes.  Counts are in *units*.  For a layer without bit widths the unit is the
+accelerator's word: ``rf_words`` is the RF in words, every operand is one word and a partial
+sum ``ps`` words (``L["ps"]``, the technology's ``psum_bits_factor``), as before precision
+existed.  For a layer with bits (:mod:`accelerators.precision`), the unit is the gcd of its
+operand widths, ``rf_words`` is ``[A, L, 1]`` (the RF in that unit) and ``L`` also carries the
+element sizes in units: ``sw`` (a weight), ``sa`` (an input), ``so`` (a final output) and
+``ps`` (a partial sum), float64 ``[1, L, 1]``.  A dataflow reads them with defaults of 1, so
+a 4-bit weight takes half the RF of an 8-bit one; access counts stay element counts and the
+model charges each operand at its size (``deliver_parts`` splits the NoC deliveries so that
+it can).
 
 Optional export hints say how the dataflow is written for ZigZag (:class:`ZigZagHints`)
 and Timeloop (:class:`TimeloopHints`); :mod:`coexplore.export` refuses a dataflow without
@@ -49,6 +60,11 @@ from coexplore.common import ConfigError, Registry
 
 def _cdiv(a, b):
     return -(-a // b)
+
+
+def _mul(x, s):
+    """``x * s``, skipped where ``s`` is the Python int 1 (a layer without bits: every size is one word)."""
+    return x if type(s) is int and s == 1 else x * s
 
 
 # ---------------------------------------------------------------------------------------
@@ -77,7 +93,9 @@ class ArrayLevel(NamedTuple):
     rf_alloc: Dict[str, Any]  # what each PE's RF holds beyond one word per operand, by label
     rf_splits: Any  # how many pieces the RF-level reuse unit (filter taps / row) is split into
     inter_pe_psum: Any = 0.0  # fraction of the inter-PE words that are partial sums (charged at partial-sum width)
-    rf_reads: Any = None  # RF word accesses per MAC (partial sums counted at their width); None: 2 + 2 ps
+    rf_reads: Any = None  # RF accesses per MAC in units (each operand at its size); None: sw + sa + 2 ps
+    deliver_parts: Any = None  # (weights, inputs, outputs) of ``deliver``, so each is charged at its bits; None: not split
+    rf_psum_reads: Any = None  # the partial-sum part of ``rf_reads`` (units per MAC); None: 2 ps (a read and a write)
 
 
 #: ``spatial(pe_x, pe_y, L) -> Unrolling``.
@@ -300,17 +318,17 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     """
     N, G, Kg, Cg, R, S, P, Q = (L[k] for k in ("N", "G", "Kg", "Cg", "R", "S", "P", "Q"))
     macs, W, O = L["macs"], L["W"], L["O"]
-    ps = L.get("ps", 1)
+    ps, sw, sa = L.get("ps", 1), L.get("sw", 1), L.get("sa", 1)
     n_p = d["n_p"]
     RS = R * S
     k_folds, c_folds = _cdiv(Kg, sp.k), _cdiv(Cg, sp.c)
-    full = rf_words >= RS + 1 + ps
-    rs_w = np.where(full, RS, np.clip(rf_words - 1 - ps, 1, RS))
+    full = rf_words >= _mul(RS, sw) + sa + ps
+    rs_w = np.where(full, RS, np.clip((rf_words - sa - ps) // sw, 1, RS))
     n_rs = _cdiv(RS, rs_w)
     stream = N * G * Cg * P * Q * RS  # im2col input stream of one column fold
 
     def candidate(q):
-        f = (rf_words - 1) // (q * RS + ps)
+        f = (rf_words - sa) // (_mul(q * RS, sw) + ps)
         ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
         f = np.where(ok, np.clip(f, 1, k_folds), 1)
         qq = np.where(ok, np.minimum(q, c_folds), 1)
@@ -325,7 +343,7 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     best_proxy, best_q = None, None
     for q in (1, 2, 4, 8, 16):
         ok, _, _, w, i, o = candidate(q)
-        proxy = w + i + o * ps
+        proxy = _mul(w, sw) + _mul(i, sa) + o * ps
         if best_proxy is None:
             best_proxy, best_q = proxy, np.ones(np.shape(proxy), dtype=np.int64)
         else:
@@ -335,21 +353,24 @@ def ws_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     w_glb, i_glb, o_glb = (np.broadcast_to(x, np.broadcast_shapes(x.shape, n_p.shape)) for x in (w_glb, i_glb, o_glb))
     deliver = w_glb + i_glb * sp.k + o_glb
     inter_pe = (macs * n_rs // (RS * q_rf)) * np.ones_like(n_p)  # partial sums passed down a column
-    rf_reads = _rf_reads_per_mac(np.where(f_rf * q_rf * rs_w == 1, 0.0, 1.0), f_rf, ps)
+    rf_reads = _rf_reads_per_mac(np.where(f_rf * q_rf * rs_w == 1, 0.0, 1.0), f_rf, ps, sw, sa)
     return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe,
                       {"filter taps per PE": rs_w, "filters per PE": f_rf, "channels per PE": q_rf}, n_rs, 1.0,
-                      rf_reads)
+                      rf_reads, (w_glb, i_glb * sp.k, o_glb))
 
 
-def _rf_reads_per_mac(weights_move, reuse, ps):
-    """RF word accesses per MAC: a weight, the input once per ``reuse`` MACs, a partial-sum read and write.
+def _rf_reads_per_mac(weights_move, reuse, ps, sw=1, sa=1):
+    """RF accesses per MAC: a weight, the input once per ``reuse`` MACs, a partial-sum read and write.
 
     The input stays in the PE's operand register while the inner loop runs over the ``reuse``
     filters it serves, so the RF is not read for it again (the rule of ZigZag's cost model,
     ``access_same_data_considered_as_no_access``); partial sums are read and written every MAC
     at their width (``ps`` words).  ``weights_move`` is 0 where the PE holds a single weight.
+    Weights and inputs count ``sw`` and ``sa`` units each (1 for a layer without bits).
     """
-    return weights_move + 1.0 / reuse + 2.0 * ps
+    if type(sw) is int and type(sa) is int and sw == sa == 1:
+        return weights_move + 1.0 / reuse + 2.0 * ps
+    return weights_move * sw + sa / reuse + 2.0 * ps
 
 
 def os_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
@@ -365,32 +386,33 @@ def os_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     """
     G, Kg, Cg, R, S, Q, st = (L[k] for k in ("G", "Kg", "Cg", "R", "S", "Q", "st"))
     macs, W, O = L["macs"], L["W"], L["O"]
-    ps = L.get("ps", 1)
+    ps, sw, sa = L.get("ps", 1), L.get("sw", 1), L.get("sa", 1)
     n_p, t_p, n_c, t_c = d["n_p"], d["t_p"], d["n_c"], d["t_c"]
     k_slots = _cdiv(Kg, sp.k)
     folds = n_p * _cdiv(t_p, sp.p) * _cdiv(Q, sp.q)
     w_glb = W * folds
     win = ((sp.p - 1) * st + R) * ((sp.q - 1) * st + S)
     # (a) partial sums of o_rf output channels
-    o_rf = np.clip((rf_words - 2) // ps, 1, k_slots)
+    o_rf = np.clip((rf_words - sw - sa) // ps, 1, k_slots)
     i_a = G * Cg * win * folds * _cdiv(Kg, sp.k * o_rf)
     o_a = O * (2 * n_c - 1)
     # (b) a chunk of x inputs of the receptive field (t_c R S per tile) and one partial sum
     field = np.minimum(t_c, Cg) * R * S
-    x = np.clip(rf_words - 1 - ps, 1, field)
+    x = np.clip((rf_words - sw - ps) // sa, 1, field)
     chunks = _cdiv(field, x)
     i_b = G * Cg * win * folds
     o_b = O * (2 * n_c * chunks - 1)
-    use_b = (rf_words - 1 - ps >= 1) & (i_b + o_b * ps < i_a + o_a * ps)
+    use_b = ((rf_words - sw - ps) // sa >= 1) & (_mul(i_b, sa) + o_b * ps < _mul(i_a, sa) + o_a * ps)
     i_glb = np.where(use_b, i_b, i_a)
     o_glb = np.where(use_b, o_b, o_a)
     reuse = np.where(use_b, k_slots, o_rf)
     deliver = w_glb * sp.p * sp.q + i_glb * sp.k + o_glb
     inter_pe = np.maximum(0, macs // reuse - i_glb * sp.k)  # inputs passed between neighbouring PEs
-    rf_reads = _rf_reads_per_mac(1.0, np.where(use_b, 1, o_rf), ps)
+    rf_reads = _rf_reads_per_mac(1.0, np.where(use_b, 1, o_rf), ps, sw, sa)
     return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe,
                       {"output partial sums per PE": np.where(use_b, 1, o_rf),
-                       "inputs per PE": np.where(use_b, x, 1)}, np.ones_like(o_rf), 0.0, rf_reads)
+                       "inputs per PE": np.where(use_b, x, 1)}, np.ones_like(o_rf), 0.0, rf_reads,
+                      (w_glb * sp.p * sp.q, i_glb * sp.k, o_glb))
 
 
 def rs_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
@@ -404,21 +426,21 @@ def rs_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     """
     N, G, Kg, Cg, R, S, P, Q, st = (L[k] for k in ("N", "G", "Kg", "Cg", "R", "S", "P", "Q", "st"))
     macs, W, O = L["macs"], L["W"], L["O"]
-    ps = L.get("ps", 1)
+    ps, sw, sa = L.get("ps", 1), L.get("sw", 1), L.get("sa", 1)
     Wd = (Q - 1) * st + S
     n_p, t_p = d["n_p"], d["t_p"]
-    full = rf_words >= 2 * S + ps
-    s_chunk = np.where(full, S, np.maximum(1, (rf_words - ps) // 2))
+    full = rf_words >= _mul(S, sw) + _mul(S, sa) + ps
+    s_chunk = np.where(full, S, np.maximum(1, (rf_words - ps) // (sw + sa)))
     n_s = _cdiv(S, s_chunk)
     c_folds = _cdiv(Cg, sp.c)
     best = None
     for q in (1, 2, 4, 8, 16):
-        f = (rf_words - q * S) // (q * S + ps)
+        f = (rf_words - _mul(q * S, sa)) // (_mul(q * S, sw) + ps)
         ok = full & (f >= 1) & ((q == 1) | (q <= c_folds))
         f = np.where(ok, np.clip(f, 1, _cdiv(Kg, sp.k)), 1)
         qq = np.where(ok, q, 1)
         # GLB words this split costs: input rows per m-chunk + partial sums per channel pass
-        proxy = (G * Cg * Wd * ((sp.p - 1) * st + R) * N * _cdiv(P, sp.p) * _cdiv(Kg, sp.k * f)
+        proxy = (_mul(G * Cg * Wd * ((sp.p - 1) * st + R) * N * _cdiv(P, sp.p) * _cdiv(Kg, sp.k * f), sa)
                  + O * 2 * _cdiv(c_folds, qq) * ps)
         if best is None:
             best = (proxy, f, qq)
@@ -433,9 +455,9 @@ def rs_array_level(L, sp: Unrolling, rf_words, d) -> ArrayLevel:
     o_glb = O * (2 * _cdiv(c_folds, q_rf) * n_s - 1) * np.ones_like(n_p)
     deliver = w_glb * sp.p + i_glb * sp.r * sp.k + o_glb
     inter_pe = (macs * n_s // (S * q_rf)) * np.ones_like(n_p)
-    rf_reads = _rf_reads_per_mac(1.0, f_rf, ps)
+    rf_reads = _rf_reads_per_mac(1.0, f_rf, ps, sw, sa)
     return ArrayLevel(w_glb, i_glb, o_glb, deliver, inter_pe, {"filters per PE": f_rf, "channels per PE": q_rf},
-                      n_s, 1.0, rf_reads)
+                      n_s, 1.0, rf_reads, (w_glb * sp.p, i_glb * sp.r * sp.k, o_glb))
 
 
 # Every built-in dataflow needs one weight, one input and one partial sum in the RF to issue

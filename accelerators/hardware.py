@@ -4,7 +4,10 @@ The template is the spatial-array accelerator of Eyeriss (Chen et al., JSSC 2017
 DANCE's Timeloop setup: DRAM -> global buffer (GLB) -> NoC -> a ``pe_y x pe_x`` array of
 PEs, each a MAC with a private register file (RF).  The dataflow decides which loop
 dimensions are unrolled on the array and which operand stays in the RF; it is one of the
-registered :class:`~accelerators.dataflows.Dataflow` records (``list_dataflows()``).
+registered :class:`~accelerators.dataflows.Dataflow` records (``list_dataflows()``).  How a PE's
+MAC handles bit widths narrower than the word is its ``precision``, one of the registered
+:class:`~accelerators.precision.PrecisionScheme` records (``list_precisions()``; default
+``fixed``, written and fingerprinted only when it is not the default).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 from coexplore.common import Registry
 from .dataflows import DATAFLOWS, get_dataflow, list_dataflows
+from .precision import PRECISIONS, get_precision, list_precisions
 
 WORD_BITS = (4, 8, 16, 32)
 
@@ -69,7 +73,11 @@ FIELD_RANGES: Dict[str, FieldRange] = {
     "glb_bw": FieldRange(1e-3, 1e9, False, "1e-3..1e9 (bytes per cycle)"),
 }
 #: The fields of an accelerator other than its name, in the order of the record.
-FIELDS = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits")
+FIELDS = ("pe_x", "pe_y", "rf_bytes", "glb_bytes", "dataflow", "clock_hz", "dram_bw", "glb_bw", "word_bits",
+          "precision")
+#: The default precision scheme: a fixed ``word_bits`` MAC (the model before precision schemes).  An
+#: accelerator with it is written, compared and fingerprinted without the field.
+DEFAULT_PRECISION = "fixed"
 
 
 def check_field(name: str, value: Any, where: str = "accelerator") -> Any:
@@ -85,6 +93,10 @@ def check_field(name: str, value: Any, where: str = "accelerator") -> Any:
     if name == "dataflow":
         if not isinstance(value, str) or value.lower() not in DATAFLOWS:
             raise ConfigError(f"{where}: field dataflow is {value!r}; allowed values: {list_dataflows()}")
+        return value.lower()
+    if name == "precision":
+        if not isinstance(value, str) or value.lower() not in PRECISIONS:
+            raise ConfigError(f"{where}: field precision is {value!r}; allowed values: {list_precisions()}")
         return value.lower()
     if name == "word_bits":
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
@@ -134,6 +146,7 @@ class Accelerator:
     dram_bw: float = 16.0  # DRAM <-> GLB bandwidth, bytes per cycle, 1e-3..1e9
     glb_bw: float = 64.0  # GLB <-> PE-array (NoC) bandwidth, bytes per cycle, 1e-3..1e9
     word_bits: int = 16  # data word width, bits (weights, activations, partial sums): 4, 8, 16 or 32
+    precision: str = DEFAULT_PRECISION  # a registered precision scheme (list_precisions()): "fixed", "bit-serial", ...
     name: str = field(default="", compare=False)  # label only; not part of identity
 
     def __post_init__(self) -> None:
@@ -142,6 +155,10 @@ class Accelerator:
         where = f"accelerator {self.name!r}" if self.name else "accelerator"
         for f in FIELDS:
             object.__setattr__(self, f, check_field(f, getattr(self, f), where))
+        scheme = get_precision(self.precision)
+        if self.word_bits not in scheme.word_bits:
+            raise ConfigError(f"{where}: field word_bits={self.word_bits} is not supported by precision "
+                              f"{self.precision!r}; allowed values: {list(scheme.word_bits)}")
         df = get_dataflow(self.dataflow)
         need = df.min_rf_words * self.word_bytes
         if self.rf_bytes < need:
@@ -181,12 +198,15 @@ class Accelerator:
     def short(self) -> str:
         """A one-line label; the array is written rows x columns (``pe_y x pe_x``)."""
         return (f"{self.pe_y}x{self.pe_x} {self.dataflow.upper()} RF{self.rf_bytes}B "
-                f"GLB{self.glb_bytes // 1024}KB {self.word_bits}b")
+                f"GLB{self.glb_bytes // 1024}KB {self.word_bits}b"
+                + ("" if self.precision == DEFAULT_PRECISION else f" {self.precision}"))
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         if not d["name"]:
             d.pop("name")
+        if d["precision"] == DEFAULT_PRECISION:  # left out: old files and fingerprints are unchanged
+            d.pop("precision")
         return d
 
     @staticmethod
@@ -255,6 +275,25 @@ def dance_ws() -> Accelerator:
 def dance_rs() -> Accelerator:
     """DANCE's published pick for its latency-oriented search: 12x8 PEs (PE x = 12, PE y = 8), 32 B RF, row-stationary."""
     return Accelerator(pe_x=12, pe_y=8, rf_bytes=32, glb_bytes=108 * 1024, dataflow="rs", name="dance-rs")
+
+
+@ACCELERATORS.register("bitfusion-like")
+def bitfusion_like() -> Accelerator:
+    """A BitFusion-like bit-fused array (Sharma et al., ISCA 2018): 16x32 fusion units at 500 MHz.
+
+    The configuration of the paper's comparison with Eyeriss, as the authors' simulator
+    configures it (github.com/hsharma35/bitfusion, ``bf_e_conf.ini``): a 16 x 32 array of fusion
+    units (8-bit, 2-bit bricks), 64 KB of weight SRAM, 32 KB of input and 16 KB of output SRAM
+    (112 KB), a 192-bit off-chip interface, 500 MHz.  In this template the weight SRAM is
+    distributed over the units as their register files (64 KB / 512 = 128 B each; each BitFusion
+    unit has its own weight buffer), and the input and output SRAMs are the global buffer
+    (48 KB).  DRAM: 192 bits = 24 B per cycle.  The systolic array keeps weights in the units and
+    streams inputs along rows, so the dataflow is weight-stationary.  Our choices: 16-bit words
+    (a layer without bits runs as 16-bit operands by temporal fusion) and the project's default
+    buffer bandwidth of 64 B per cycle.
+    """
+    return Accelerator(pe_x=32, pe_y=16, rf_bytes=128, glb_bytes=48 * 1024, dataflow="ws", clock_hz=500e6,
+                       dram_bw=24.0, glb_bw=64.0, word_bits=16, precision="bit-fused", name="bitfusion-like")
 
 
 def get_accelerator(name_or_path: str) -> Accelerator:

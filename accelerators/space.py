@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .hardware import FIELDS, Accelerator, check_field
+from .precision import BUILTIN_PRECISIONS
 from coexplore.common import ConfigError, PathLike, check_keys, read_yaml, write_yaml
 from coexplore.common import Registry
 
@@ -269,6 +270,19 @@ def extended_space() -> HardwareSpace:
     return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64], "dataflow": BUILTIN_DATAFLOWS,
                           "glb_bytes": [54 * 1024, 108 * 1024, 216 * 1024], "dram_bw": [8.0, 16.0]},
                          fixed, name="extended")
+
+
+@HARDWARE_SPACES.register("precision-scalable")
+def precision_scalable_space() -> HardwareSpace:
+    """The default space plus the precision scheme: 972 x 4 = 3,888 points.
+
+    ``precision`` in fixed (a 16-bit MAC), bit-serial (Stripes), loom and bit-fused (BitFusion
+    fusion units); see :mod:`accelerators.precision`.  For networks with per-layer bits
+    (``tiny-mnist-mp``, ``proxyless-cifar10-mp``) the best accelerator then depends on the bits.
+    """
+    return HardwareSpace({"pe_x": DANCE_PE, "pe_y": DANCE_PE, "rf_bytes": [8, 16, 32, 64],
+                          "dataflow": BUILTIN_DATAFLOWS, "precision": BUILTIN_PRECISIONS},
+                         DEFAULT_BASE, name="precision-scalable")
 
 
 def get_hardware_space(name_or_path: str) -> HardwareSpace:

@@ -40,7 +40,71 @@ from coexplore.common import ConfigError
 
 #: Version of the cost model; part of every cache key and evaluator checkpoint.  Bump it
 #: whenever a formula or constant below changes the numbers.
-COST_MODEL_VERSION = "2.0"
+COST_MODEL_VERSION = "2.0"  # the precision schemes (version 2.0 too) leave every fixed-precision number as it was
+
+
+# ---------------------------------------------------------------------------------------
+# precision-scalable MAC units (the schemes of accelerators/precision.py)
+# ---------------------------------------------------------------------------------------
+#
+# These constants are part of the formulas of the precision schemes, not of a technology
+# preset: they enter no number of a ``fixed`` accelerator (today's behaviour), so they are
+# not in :meth:`Technology.to_dict` (the fingerprints of existing models stay the same).
+# ``COST_MODEL_VERSION`` is bumped when one of them changes.  Each is a ratio against the
+# fixed-precision MAC of the same technology (``Technology.e_mac`` / ``Technology.a_mac``),
+# so they carry over to every technology preset.
+#
+# What each number is, and where it comes from:
+#
+# * Bit-serial (Stripes; Judd, Albericio, Hetherington, Aamodt, Moshovos, "Stripes: Bit-serial
+#   deep neural network computing", MICRO 2016).  The abstract reports, against the bit-parallel
+#   16-bit DaDianNao baseline at equal peak (16-bit) throughput: 1.92x faster on average, 57 %
+#   more energy efficient, 32 % more area.  Energy per unit of work is 1/1.57 of the baseline's
+#   while work runs 1.92x faster, so the power -- energy per cycle at full occupancy -- is
+#   1.92 / 1.57 = 1.22x the baseline's.  We charge that 1.22 per *word-equivalent cycle* of the
+#   serial unit: a MAC with ``a``-bit activations costs ``1.22 x e_mac(word) x a / word``.  The
+#   32 % is a whole-chip figure (memories included) that we put on the MAC unit alone; since
+#   the compute units are only part of that chip, the unit's true overhead is larger: this is a
+#   lower bound, i.e. an estimate in the scheme's favour.
+# * Loom (Sharify, Delmas Lascorz, Siu, Judd, Moshovos, "Loom: Exploiting Weight and Activation
+#   Precisions to Accelerate Convolutional Neural Networks", DAC 2018; arXiv 1706.07853v2
+#   abstract): 4.38x faster and 3.54x more energy efficient than an equivalent bit-parallel
+#   accelerator (128 16b x 16b MACs per cycle), so its power is 4.38 / 3.54 = 1.24x.  The
+#   abstract gives no area; we use Stripes' 1.32 (the same serial inner-product-unit family).
+#   That area factor is an estimate.
+# * Bit-fused (BitFusion; Sharma et al., "Bit Fusion: Bit-Level Dynamically Composable
+#   Architecture for Accelerating Deep Neural Networks", ISCA 2018).  A fusion unit of 16
+#   2-bit BitBricks does one 8b x 8b MAC per cycle, or 4 of 4b x 4b, or 16 of 2b x 2b, all
+#   bricks busy in every mode; 16-bit operands take 4 cycles (temporal fusion).  So energy per
+#   cycle is about constant and energy per MAC falls with the throughput.  The overhead of the
+#   fusion against a fixed 8-bit MAC comes from the authors' own synthesis results, released
+#   with their simulator (github.com/hsharma35/bitfusion, ``results/systolic_array_synth.csv``:
+#   45 nm, 500 MHz, systolic arrays of PEs by maximum and minimum precision).  For a 4 x 4 array,
+#   a PE that fuses 2- to 8-bit operands takes 27,753 um^2 and 3.67 mW of dynamic power; a fixed
+#   8-bit PE takes 8,172 um^2 and 1.63 mW.  That is 3.40x the area and 2.26x the dynamic energy
+#   per cycle.  Across the other array shapes in the file the ratios are 2.3-3.5x in area and
+#   1.8-2.3x in dynamic power.  We take the 4 x 4 figures.  Static power is charged through the
+#   area (``p_static_mw_per_mm2``), so the dynamic ratio is the one that enters the MAC energy.
+#   Energy per MAC at low precision is then the ideal 1/throughput scaling, BitFusion's own
+#   claim (all bricks busy).  Camus, Mei, Enz, Verhelst ("Review and Benchmarking of
+#   Precision-Scalable Multiply-Accumulate Unit Architectures for Embedded Neural-Network
+#   Processing", IEEE JETCAS 9(4), 2019) benchmark such 2-D "sum-together" MACs in 28 nm and
+#   report that real designs fall short of that ideal, so low-precision MAC energy is optimistic.
+#   We could not read their tables from here (no PDF access), so no number is taken from them.
+#: Stripes: energy per word-equivalent cycle of a bit-serial unit / a bit-parallel word MAC (1.92 / 1.57).
+SERIAL_ENERGY_FACTOR = 1.92 / 1.57
+#: Stripes: area of a bit-serial unit / a bit-parallel word MAC (+32 %, the whole-chip figure; a lower bound).
+SERIAL_AREA_FACTOR = 1.32
+#: Loom: energy per word-equivalent cycle / a bit-parallel word MAC (4.38 / 3.54).
+LOOM_ENERGY_FACTOR = 4.38 / 3.54
+#: Loom: area / a bit-parallel word MAC (estimate: Stripes' 1.32; Loom's abstract gives none).
+LOOM_AREA_FACTOR = 1.32
+#: BitFusion: native width of a fusion unit (16 2-bit BitBricks = one 8b x 8b MAC per cycle), bits.
+FUSED_NATIVE_BITS = 8
+#: BitFusion: dynamic energy per cycle of a fusion unit / a fixed 8-bit MAC (authors' synthesis, 4x4 array: 3.67 / 1.63 mW).
+FUSED_ENERGY_FACTOR = 3673.5 / 1627.5
+#: BitFusion: area of a fusion unit / a fixed 8-bit MAC (authors' synthesis, 4x4 array: 27,753 / 8,172 um^2).
+FUSED_AREA_FACTOR = 27752.84 / 8171.73
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,15 @@ The translation (``TRANSLATION_VERSION``):
 * the operational array is ``D1 = pe_x`` columns by ``D2 = pe_y`` rows;
 * the layer is ZigZag's ``Conv`` (grouped equation for grouped and depthwise layers) with the
   loop bounds coexplore prices (a batched matrix-vector layer has its batch as output rows),
-  inputs as the padded maps (``pr_loop_sizes``, no padding), partial sums at
-  ``tech.psum_bits(word_bits)`` bits and final outputs at ``word_bits``;
+  inputs as the padded maps (``pr_loop_sizes``, no padding); ZigZag's ``operand_precision`` from
+  the layer's bits: ``W`` = ``weight_bits``, ``I`` = ``act_bits`` (each ``word_bits`` where the layer
+  has none), ``O`` (partial sums) = ``out_bits`` or ``tech.psum_bits(word_bits)``, ``O_final`` =
+  ``out_bits`` or ``word_bits`` -- the widths the analytical model uses;
+* precision schemes: ZigZag 3.9.1 has no bit-serial (Stripes, Loom) or bit-fused (BitFusion)
+  MAC model -- its operational array does one MAC per unit per cycle at ``unit_energy``.  So an
+  accelerator of any ``precision`` is priced as a fixed ``word_bits`` MAC array: the operand bits
+  change memory capacity and traffic (as in the analytical model), the scheme's speed-up, MAC
+  energy and area overhead do not enter (a warning says so);
 * the spatial mapping is fixed to the unrolling of the accelerator's dataflow
   (:func:`accelerators.cost_model.spatial_unrolling`, placed on D1/D2 as the dataflow's
   :class:`~accelerators.dataflows.ZigZagHints` prefer); LOMA searches the temporal mapping and
@@ -66,7 +73,7 @@ import numpy as np
 
 from coexplore.common import ConfigError, default_cache_dir, read_json, write_json
 
-from .cost_model import AnalyticalModel, Costs, layer_shape, spatial_unrolling
+from .cost_model import AnalyticalModel, Costs, check_precision, layer_shape, spatial_unrolling
 from .cost_source import COST_SOURCES, fingerprint_of
 from .dataflows import get_dataflow
 from .hardware import Accelerator
@@ -164,8 +171,8 @@ def zigzag_layer(layer: Layer, layer_id: int, name: str, source_id: int, word_bi
         layer_id: its ``id``.
         name: its name (the mapping entry refers to it).
         source_id: ``id`` of the layer producing its input (its own id: the input is a constant).
-        word_bits: precision of weights, inputs and final outputs.
-        psum_bits: precision of partial sums (default ``word_bits``).
+        word_bits: precision of weights, inputs and final outputs where the layer has no bits.
+        psum_bits: precision of partial sums where the layer has no ``out_bits`` (default ``word_bits``).
     """
     sh = layer_shape(layer)
     st = sh["st"]
@@ -181,11 +188,21 @@ def zigzag_layer(layer: Layer, layer_id: int, name: str, source_id: int, word_bi
         "id": int(layer_id), "name": name, "operator_type": "Conv", "equation": eq,
         "dimension_relations": [f"ix={st}*ox+1*fx", f"iy={st}*oy+1*fy"],
         "loop_dims": dims, "loop_sizes": [int(s) for s in sizes],
-        "operand_precision": {"W": int(word_bits), "I": int(word_bits), "O": int(psum_bits or word_bits),
-                              "O_final": int(word_bits)},
+        "operand_precision": operand_precision(layer, word_bits, psum_bits),
         "operand_source": {"I": int(source_id), "W": int(layer_id)},
         "pr_loop_dims": ["IX", "IY"], "pr_loop_sizes": [int(ix), int(iy)], "padding": [[0, 0], [0, 0]],
     }
+
+
+def operand_precision(layer: Layer, word_bits: int, psum_bits: Optional[int] = None) -> Dict[str, int]:
+    """ZigZag's ``operand_precision`` of ``layer``: its own bits, the accelerator's word where it has none.
+
+    ``W`` weights, ``I`` inputs, ``O`` partial sums (``out_bits``, else ``psum_bits``, else the
+    word), ``O_final`` final outputs (``out_bits``, else the word).
+    """
+    wb = int(word_bits)
+    return {"W": int(layer.weight_bits or wb), "I": int(layer.act_bits or wb),
+            "O": int(layer.out_bits or psum_bits or wb), "O_final": int(layer.out_bits or wb)}
 
 
 def place_spatial(factors: Dict[str, int], dataflow: str, pe_x: int, pe_y: int
@@ -524,6 +541,7 @@ class ZigZagBackend:
             raise ConfigError(f"zigzag: expected a Layer, got {type(layer).__name__}")
         if not isinstance(acc, Accelerator):
             raise ConfigError(f"zigzag: expected an Accelerator, got {type(acc).__name__}")
+        check_precision([layer], [acc])  # the same bits the analytical model refuses
         name = "layer"
         return {"accelerator": zigzag_accelerator(acc, self.tech),
                 "layer": zigzag_layer(layer, 0, name, 0, acc.word_bits, self.tech.psum_bits(acc.word_bits)),
@@ -542,6 +560,10 @@ class ZigZagBackend:
             on_result: called as ``on_result(index, result)`` for every pair once its result is known.
         """
         jobs = [self.job(l, a) for l, a in pairs]
+        scalable = sorted({a.precision for _, a in pairs if a.precision != "fixed"})
+        if scalable:
+            logger.warning("zigzag: ZigZag has no model of the %s MAC scheme(s); those accelerators are priced as "
+                           "fixed word_bits MAC arrays (operand bits in memory only, no speed-up)", ", ".join(scalable))
         keys = [_key(j, self.zigzag_version) for j in jobs]
         cache = self.cache
         found: Dict[str, Dict[str, Any]] = {}

@@ -36,6 +36,14 @@ Targeted formats (chosen after reading the tools' own examples and parsers):
   energy equal the backend's.  Releases 3.8.x describe memory ports in another schema
   (``r_bw``/``w_bw`` with ``fh``/``tl`` port maps) and are not targeted.
 
+Operand precision (the layers' ``weight_bits``, ``act_bits``, ``out_bits``; the accelerator's word
+where a layer has none) travels with both exports: ZigZag's ``operand_precision`` (W, I, O,
+O_final) in ``workload.yaml``; for Timeloop v3.0.x, whose buffers have one ``word-bits`` each and
+whose problems carry no precision, a per-layer ``precision`` entry in ``layers.yaml`` and a README
+section.  Neither tool models a bit-serial or bit-fused MAC; an accelerator's ``precision``
+scheme is named in the README and not represented.  A fixed accelerator with layers without
+bits writes the same files as before precision existed.
+
 Everything that had to be approximated is written into the README.txt of each export.
 """
 
@@ -49,8 +57,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from accelerators import Accelerator, Dataflow, Layer, get_dataflow
 from accelerators.technology import COST_MODEL_VERSION, DEFAULT_TECH, Technology, get_technology, technology_name
-from accelerators.zigzag_backend import (TRANSLATION_VERSION, ZIGZAG_VERSIONS, per_word_energies_pj, place_spatial,
-                                         zigzag_accelerator, zigzag_layer, zigzag_spatial_mapping)
+from accelerators.zigzag_backend import (TRANSLATION_VERSION, ZIGZAG_VERSIONS, operand_precision, per_word_energies_pj,
+                                         place_spatial, zigzag_accelerator, zigzag_layer, zigzag_spatial_mapping)
 from accelerators.zigzag_backend import zigzag_mapping as backend_mapping
 from .common import ConfigError, PathLike, atomic_write_text, write_yaml
 
@@ -134,6 +142,33 @@ def _energy_table(acc: Accelerator, tech: Technology) -> str:
     e = per_word_energies_pj(acc, tech)
     return "\n".join(f"  {k:5s} {v:10.4f} pJ per {'MAC' if k == 'mac' else f'{acc.word_bits}-bit word'}"
                      for k, v in e.items())
+
+
+def _layer_precision(layer: Layer, acc: Accelerator, tech: Technology) -> Dict[str, int]:
+    """Bits of each operand of ``layer`` on ``acc``, as the analytical model and the ZigZag backend use them."""
+    p = operand_precision(layer, acc.word_bits, tech.psum_bits(acc.word_bits))
+    return {"weights": p["W"], "inputs": p["I"], "outputs": p["O_final"], "partial_sums": p["O"]}
+
+
+def _precision_notes(acc: Accelerator, layers: Sequence[Layer], tool: str) -> List[str]:
+    """README lines on operand bits and the precision scheme; none for a fixed design without layer bits."""
+    with_bits = [l for l in layers if l.has_precision]
+    if not with_bits and acc.precision == "fixed":
+        return []
+    combos = sorted({(l.weight_bits or acc.word_bits, l.act_bits or acc.word_bits) for l in layers})
+    where = ("workload.yaml's operand_precision (W, I, O = partial sums, O_final)" if tool == "zigzag"
+             else "layers.yaml (precision: weights, inputs, outputs, partial_sums)")
+    lines = ["", "Precision",
+             f"  {len(with_bits)} of {len(layers)} layers carry their own bit widths; each layer's bits are in {where}.",
+             "  (weight, input) bits in this workload: " + ", ".join(f"w{w}a{a}" for w, a in combos) + "."]
+    if tool == "timeloop":
+        lines.append("  Timeloop v3.0.x has one word-bits per buffer and no per-data-space precision: arch.yaml")
+        lines.append(f"  stays at {acc.word_bits}-bit words, so Timeloop moves and stores every operand at that width.")
+    if acc.precision != "fixed":
+        lines.append(f"  The accelerator's precision scheme is {acc.precision!r}; {'ZigZag' if tool == 'zigzag' else 'Timeloop'} "
+                     "has no model of a bit-serial or bit-fused MAC,")
+        lines.append("  so its MAC array is exported as a fixed word_bits array: no speed-up, no scalability overhead.")
+    return lines
 
 
 def _acc_summary(acc: Accelerator) -> str:
@@ -292,6 +327,8 @@ def export_timeloop(acc: Accelerator, layers: Sequence[Layer], out_dir: PathLike
         written.append(path)
         index.append({"problem": f"problems/{path.name}", "name": name, "macs": layer.macs,
                       "shape": "Grouped-CNN-Layer" if layer.groups > 1 else "CNN-Layer", "layer": layer.to_dict()})
+        if layer.has_precision:
+            index[-1]["precision"] = _layer_precision(layer, acc, get_technology(tech))
     write_yaml(out / "layers.yaml", {"accelerator": acc.to_dict(), "layers": index})
     written.append(out / "layers.yaml")
     readme = out / "README.txt"
@@ -354,7 +391,7 @@ def _timeloop_readme(acc: Accelerator, layers: Sequence[Layer], written: Sequenc
         "    (coexplore.explain) may use left-over PEs differently (e.g. block-diagonal groups in WS).",
         "  - The mapper searches a mapping per layer; coexplore picks the best of its own mapping space,",
         "    so the two mappings are not the same.",
-    ]
+    ] + _precision_notes(acc, layers, "timeloop")
     return "\n".join(notes) + "\n"
 
 
@@ -479,7 +516,10 @@ def _zigzag_readme(acc: Accelerator, layers: Sequence[Layer], objective: str, in
         "  O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix] with G=groups, K=K/G, C=C/G",
         "  (depthwise: G=channels, K=C=1).  The loop sizes multiply to the layer's MAC count.  A batched",
         "  linear layer is one matrix product: its batch is OY (as coexplore prices it).",
-        f"  Operand precision: W = I = O_final = {wb} bits, partial sums O = {pb} bits.",
+        (f"  Operand precision: W = I = O_final = {wb} bits, partial sums O = {pb} bits."
+         if not any(l.has_precision for l in layers) else
+         f"  Operand precision: each layer's own bits (see Precision below); {wb} bits where it has none,"
+         f" partial sums O = out_bits or {pb} bits."),
         "  Padding: coexplore's layers carry no padding; inputs are the padded maps (pr_loop_sizes",
         "  IX=(Q-1)*stride+S, IY=(P-1)*stride+R, padding 0), the same input traffic coexplore counts.",
         "  operand_source chains each layer to the previous one; branches (residuals) are not represented.",
@@ -495,7 +535,7 @@ def _zigzag_readme(acc: Accelerator, layers: Sequence[Layer], objective: str, in
         (f"  - {inexact} layer(s) unroll a loop over more PEs than one array dimension holds; their\n"
          "    unrolling was spread over D1 and D2 and rounded up." if inexact
          else "  - Every layer's spatial unrolling was expressed exactly on D1/D2."),
-    ]
+    ] + _precision_notes(acc, layers, "zigzag")
     return "\n".join(notes) + "\n"
 
 

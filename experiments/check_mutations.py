@@ -77,6 +77,15 @@ MUTATIONS = [
     ("M16", "retraining builds the float network in a space with bits (no QAT)", "coexplore/finalize.py",
      "    model, hist, res = one(quantized)", "    model, hist, res = one(False)  # mutant",
      "tests/coexplore/test_precision_search.py"),
+    ("M17", "the precision scheme's speed-up is ignored (compute cycles at one MAC per PE)", "accelerators/cost_model.py",
+     "            compute_c = compute if thr is None else compute / thr",
+     "            compute_c = compute  # mutant", "tests/accelerators/test_precision.py"),
+    ("M18", "layer bits ignored in capacity and traffic (every operand one word)", "accelerators/cost_model.py",
+     "    if not lm[:, 9:12].any():\n        return word,", "    if True:  # mutant\n        return word,",
+     "tests/accelerators/test_precision.py"),
+    ("M19", "BitFusion's rounding of bits to 2, 4, 8, 16 removed", "accelerators/precision.py",
+     "    return np.where(b <= 2, 2.0, np.where(b <= 4, 4.0, np.where(b <= 8, 8.0, 16.0)))",
+     "    return b  # mutant", "tests/accelerators/test_precision.py"),
 ]
 
 

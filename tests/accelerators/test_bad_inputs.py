@@ -65,6 +65,9 @@ ACC_CASES = [
     ("dataflow", 3, ["dataflow", "allowed values"]),
     ("dataflow", None, ["dataflow"]),
     ("name", 5, ["name", "string"]),
+    ("precision", "bit-parallel", ["precision", "allowed values", "bit-fused"]),
+    ("precision", 4, ["precision", "allowed values"]),
+    ("precision", None, ["precision", "allowed values"]),
 ]
 
 
@@ -87,6 +90,8 @@ def test_bad_accelerator_fields(field, value, words):
     ("rf_bytes: [16, 32]", ["rf_bytes"]),
     ("glb_bytes: {a: 1}", ["glb_bytes"]),
     ("word_bits: yes", ["word_bits"]),
+    ("precision: stripes", ["precision", "allowed values"]),
+    ("precision: [fixed]", ["precision", "allowed values"]),
 ])
 def test_bad_accelerator_yaml(tmp_path, line, words):
     key = line.split(":")[0]
@@ -137,6 +142,11 @@ SPACE_CASES = [
     ({"clock_hz": [1e8]}, {**GOOD_FIXED, "dram_bw": True}, ["fixed 'dram_bw'"]),
     ({"clock_hz": [1e8]}, {**GOOD_FIXED, "glb_bytes": [1024]}, ["fixed 'glb_bytes'", "not a single value"]),
     ({"clock_hz": [1e8]}, {**GOOD_FIXED, "pe_z": 1}, ["unknown fixed field", "pe_z"]),
+    ({"precision": ["fixed", "bitfusion"]}, GOOD_FIXED, ["precision", "allowed values"]),
+    ({"precision": ["fixed", "fixed"]}, GOOD_FIXED, ["precision", "repeat"]),
+    ({"precision": [["fixed"]]}, GOOD_FIXED, ["precision", "not a single value"]),
+    ({"precision": ["bit-fused"]}, {**GOOD_FIXED, "word_bits": 32}, ["word_bits", "bit-fused", "allowed values"]),
+    ({"clock_hz": [1e8]}, {**GOOD_FIXED, "precision": "serial"}, ["fixed 'precision'", "allowed values"]),
 ]
 
 
@@ -158,6 +168,8 @@ def test_bad_hardware_spaces(choices, fixed, words):
      ["clock_hz", "1e3..1e11"]),
     ("choices: {pe_x: [8]}\nfixed: {pe_y: 8, rf_bytes: 16, glb_bytes: 1e40, dataflow: ws}\n", ["glb_bytes"]),
     ("choices: {pe_x: 8}\n", ["pe_x", "non-empty list"]),
+    ("choices: {precision: [fixed, loom, 16]}\nfixed: {pe_x: 8, pe_y: 8, rf_bytes: 16, glb_bytes: 65536, dataflow: ws}\n",
+     ["precision", "allowed values"]),
     ("name: [a]\nchoices: {pe_x: [8]}\n", ["name"]),
     ("- 1\n- 2\n", ["expected a mapping"]),
 ])
@@ -264,3 +276,57 @@ def test_bad_conv_output_size(args, words):
 def test_builtin_accelerators_still_valid():
     for name in ("eyeriss", "tpu-like", "shidiannao-like", "dance-ws", "dance-rs"):
         assert get_accelerator(name).name == name
+
+
+# ---- precision: layer bits an accelerator cannot run or hold ------------------------------
+
+PRECISION_CASES = [
+    # accelerator changes, layer bits, words the message must contain
+    ({}, dict(weight_bits=32), ["weight_bits=32", "allowed values", "1..16", "fixed"]),  # wider than the word
+    ({"word_bits": 8}, dict(act_bits=16), ["act_bits=16", "allowed values", "1..8", "fixed"]),
+    ({"word_bits": 8, "precision": "bit-serial"}, dict(act_bits=12), ["act_bits=12", "allowed values", "1..8"]),
+    ({"word_bits": 8, "precision": "loom"}, dict(weight_bits=9), ["weight_bits=9", "allowed values", "1..8"]),
+    ({"precision": "bit-fused"}, dict(act_bits=32), ["act_bits=32", "allowed values", "1..16", "2, 4, 8 or 16"]),
+    ({"precision": "bit-fused", "word_bits": 8}, dict(weight_bits=24), ["weight_bits=24", "allowed values"]),
+    # an RF too small for one weight, one input and one output at the layer's bits (6 B = 3 x 16 bits)
+    ({"rf_bytes": 6, "dataflow": "rs"}, dict(weight_bits=16, act_bits=16, out_bits=32),
+     ["rf_bytes=6", "allowed values", "rf_bytes >= 8"]),
+    # a GLB too small for one of each per PE: 256 PEs x (16 + 16 + 32) bits = 2048 B
+    ({"glb_bytes": 1536, "rf_bytes": 64}, dict(weight_bits=16, act_bits=16, out_bits=32),
+     ["glb_bytes=1536", "allowed values", "glb_bytes >= 2048"]),
+]
+
+
+@pytest.mark.parametrize("changes,layer_bits,words", PRECISION_CASES, ids=[str(i) for i in range(len(PRECISION_CASES))])
+def test_bad_precision_for_the_accelerator(changes, layer_bits, words):
+    a = Accelerator(**{**GOOD_ACC, **changes})
+    layer = Layer(**{**GOOD_LAYER, **layer_bits, "name": "c1"})
+    with pytest.raises(ConfigError) as exc:
+        evaluate([Layer(**GOOD_LAYER), layer], [a])
+    one_line(exc, "c1", *words)
+    from accelerators.cost_model import explain
+    with pytest.raises(ConfigError) as exc:
+        explain(layer, a)
+    one_line(exc, *words)
+
+
+def test_precision_at_the_limits_is_accepted():
+    # exactly the widest bits, and an RF that exactly holds one of each, price fine
+    a = Accelerator(**{**GOOD_ACC, "rf_bytes": 8, "dataflow": "rs"})
+    c = evaluate([Layer(**GOOD_LAYER, weight_bits=16, act_bits=16, out_bits=32)], [a])
+    assert (c.latency_s > 0).all()
+    for p, b in (("bit-fused", 16), ("bit-serial", 16), ("loom", 1), ("bit-fused", 1)):
+        c = evaluate([Layer(**GOOD_LAYER, weight_bits=b, act_bits=b)], [Accelerator(**{**GOOD_ACC, "precision": p})])
+        assert (c.latency_s > 0).all() and (c.utilization <= 1).all()
+
+
+def test_bits_above_the_word_of_a_fixed_space_member_are_refused():
+    # a hardware space whose fixed-precision members have 4- and 8-bit words, priced with 8-bit layers:
+    # the 4-bit members cannot run them
+    fixed = {k: v for k, v in GOOD_FIXED.items()}
+    space = HardwareSpace({"word_bits": [8, 4]}, fixed)
+    layer = Layer(**GOOD_LAYER, weight_bits=8, act_bits=8, name="c8")
+    evaluate([layer], space.enumerate()[:1])  # the 8-bit member is fine
+    with pytest.raises(ConfigError) as exc:
+        evaluate([layer], space.enumerate())
+    one_line(exc, "c8", "weight_bits=8", "allowed values", "1..4", "word_bits=4")

@@ -5,6 +5,8 @@ ZigZag runs here only on tiny pairs (a few loop prime factors each, well under a
 LOMA search) and each test caches into its own folder.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,41 @@ def test_translation_carries_the_technology():
     assert all(p["bandwidth_min"] == wb for m in rec["memories"].values() for p in m["ports"])
     layer = zb.zigzag_layer(TINY[0], 0, "pw", 0, wb, ZIGZAG_TECH.psum_bits(wb))
     assert layer["operand_precision"] == {"W": 16, "I": 16, "O": 32, "O_final": 16}
+
+
+def test_translation_carries_operand_precision():
+    # the layer's own bits, the word where it has none; partial sums at out_bits or the technology's width
+    wb, ps = 16, ZIGZAG_TECH.psum_bits(16)
+    l = TINY[0]
+    assert zb.zigzag_layer(l, 0, "pw", 0, wb, ps)["operand_precision"] == {"W": 16, "I": 16, "O": 32, "O_final": 16}
+    l4 = dataclasses.replace(l, weight_bits=4, act_bits=8)
+    assert zb.zigzag_layer(l4, 0, "pw", 0, wb, ps)["operand_precision"] == {"W": 4, "I": 8, "O": 32, "O_final": 16}
+    l24 = dataclasses.replace(l, weight_bits=2, act_bits=2, out_bits=24)
+    assert zb.zigzag_layer(l24, 0, "pw", 0, wb, ps)["operand_precision"] == {"W": 2, "I": 2, "O": 24, "O_final": 24}
+    acc = tiny_acc(rf=64)
+    job = zb.ZigZagBackend(tech="zigzag", cache=False).job(l4, acc)
+    zb.build_zigzag_inputs(job["accelerator"], job["layer"], job["mapping"])  # ZigZag's validators accept it
+
+
+def test_zigzag_prices_operand_bits_and_ignores_the_mac_scheme(backend, caplog):
+    # ZigZag moves fewer bits for a 4-bit layer; it has no bit-serial/bit-fused MAC model, so a
+    # bit-fused accelerator is priced as a fixed one (with a warning)
+    l = TINY[0]
+    l4 = dataclasses.replace(l, weight_bits=4, act_bits=4, out_bits=4)
+    acc = tiny_acc(rf=64)
+    c16, c4 = backend.evaluate([l], [acc]), backend.evaluate([l4], [acc])
+    assert c4.dram_bytes[0, 0] < c16.dram_bytes[0, 0]
+    with caplog.at_level("WARNING", logger="accelerators.zigzag_backend"):
+        fused = backend.evaluate([l4], [acc.with_(precision="bit-fused")])
+    assert "no model of the bit-fused" in caplog.text
+    assert fused.latency_s[0, 0] == pytest.approx(c4.latency_s[0, 0])
+
+
+def test_zigzag_refuses_the_bits_the_analytical_model_refuses(backend):
+    l = dataclasses.replace(TINY[0], act_bits=32)
+    for src in (backend, AnalyticalModel(ZIGZAG_TECH)):
+        with pytest.raises(ConfigError, match="act_bits=32 is not supported; allowed values: 1..16"):
+            src.evaluate([l], [tiny_acc()])
 
 
 # ---- the cost-source protocol --------------------------------------------------------------

@@ -373,3 +373,44 @@ def test_dataflow_without_hints_is_refused(tmp_path, user_dataflows):
             export(acc, MIXED, tmp_path / export.__name__)
         assert "\n" not in str(exc.value)
         assert not (tmp_path / export.__name__).exists()  # refused before anything is written
+
+
+# ---- operand precision ------------------------------------------------------------------
+
+def _with_bits(layers):
+    out = [dataclasses.replace(l, weight_bits=4, act_bits=8) for l in layers]
+    out[0] = dataclasses.replace(out[0], weight_bits=8, act_bits=8, out_bits=24)
+    return out
+
+
+def test_exports_carry_operand_precision(tmp_path):
+    acc = get_accelerator("eyeriss").with_(precision="bit-fused")
+    layers = _with_bits(MIXED)
+    export_zigzag(acc, layers, tmp_path / "zz")
+    wl = load(tmp_path / "zz" / "workload.yaml")
+    assert wl[0]["operand_precision"] == {"W": 8, "I": 8, "O": 24, "O_final": 24}
+    assert wl[1]["operand_precision"] == {"W": 4, "I": 8, "O": 16, "O_final": 16}
+    zz_readme = (tmp_path / "zz" / "README.txt").read_text()
+    assert "Precision" in zz_readme and "w4a8" in zz_readme and "'bit-fused'" in zz_readme
+    from zigzag.parser.workload_validator import WorkloadValidator
+    assert WorkloadValidator(wl).validate()
+
+    export_timeloop(acc, layers, tmp_path / "tl")
+    index = load(tmp_path / "tl" / "layers.yaml")
+    assert index["accelerator"]["precision"] == "bit-fused"
+    assert index["layers"][0]["precision"] == {"weights": 8, "inputs": 8, "outputs": 24, "partial_sums": 24}
+    assert index["layers"][1]["precision"] == {"weights": 4, "inputs": 8, "outputs": 16, "partial_sums": 16}
+    assert index["layers"][1]["layer"]["weight_bits"] == 4
+    tl_readme = (tmp_path / "tl" / "README.txt").read_text()
+    assert "one word-bits per buffer" in tl_readme and "no model of a bit-serial or bit-fused MAC" in tl_readme
+
+
+def test_exports_without_precision_are_unchanged(tmp_path):
+    acc = get_accelerator("eyeriss")
+    export_zigzag(acc, MIXED, tmp_path / "zz")
+    export_timeloop(acc, MIXED, tmp_path / "tl")
+    assert "Precision" not in (tmp_path / "zz" / "README.txt").read_text()
+    assert "Precision" not in (tmp_path / "tl" / "README.txt").read_text()
+    assert all("precision" not in e for e in load(tmp_path / "tl" / "layers.yaml")["layers"])
+    assert load(tmp_path / "zz" / "workload.yaml")[0]["operand_precision"] == {"W": 16, "I": 16, "O": 16,
+                                                                              "O_final": 16}
