@@ -5,8 +5,8 @@ On the embedded MNIST setting (``experiments/configs/hdx-suite-mnist.yaml``), fo
 targets from just above the reachable minimum to just below the latency of the design an
 accuracy-only search picks, and for several seeds, every method gets the same budget:
 
-* HDX with repair **off** (DANCE's neural evaluator; ``--variants hdx-exact`` adds HDX on the
-  exact cost table);
+* HDX with repair **off**, with DANCE's neural evaluator (``hdx``) and with the exact cost
+  table as its differentiable cost (``hdx-exact``: no evaluator to train);
 * DANCE's soft penalty at lambda in {0.1, 0.3, 1, 3};
 * NAS->HW (a FLOPs penalty, then the best accelerator meeting the bound);
 * random search and NSGA-II over the one-shot supernet, under the bound.
@@ -66,7 +66,7 @@ VARIANTS = [
     ("random", {"method": "random", "lam": 0.0}, "oneshot"),
     ("evolution", {"method": "evolution", "lam": 0.0}, "oneshot"),
 ]
-DEFAULT_VARIANTS = [v[0] for v in VARIANTS if v[0] != "hdx-exact"]
+DEFAULT_VARIANTS = [v[0] for v in VARIANTS]
 
 
 def targets(n: int):
@@ -113,23 +113,28 @@ class Job:
     kind: str = "search"  # search | oneshot
     base: Optional[Path] = None  # oneshot: the run folder of the trained supernet
     after: List[str] = field(default_factory=list)
+    config: Path = BASE  # the run config the overrides apply to
 
     def done(self) -> bool:
         return (self.out / "result.json").is_file()
 
     def command(self) -> List[str]:
         if self.kind == "oneshot":
-            return [sys.executable, __file__, "_oneshot", "--base", str(self.base), "--out", str(self.out),
-                    *self.overrides]
-        cmd = [sys.executable, "-m", "coexplore.cli", "--quiet", "search", "--config", str(BASE),
+            return [sys.executable, str(Path(__file__).resolve()), "_oneshot", "--base", str(self.base),
+                    "--config", str(self.config), "--out", str(self.out), *self.overrides]
+        cmd = [sys.executable, "-m", "coexplore.cli", "--quiet", "search", "--config", str(self.config),
                "--out", str(self.out), *self.overrides]
         if self.out.exists():
             cmd.insert(5, "--resume")
         return cmd
 
 
-def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, extra: Sequence[str] = ()) -> List[Job]:
-    """Every job of the suite, in the order they run; ``extra`` overrides go to every run."""
+def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, extra: Sequence[str] = (),
+         constraint_of=None, config: Path = BASE) -> List[Job]:
+    """Every job of the suite, in the order they run; ``extra`` overrides go to every run;
+    ``constraint_of(bound)`` is the constraint of a bound (default ``latency <= ...us``) and
+    ``config`` the run config (default the MNIST suite's)."""
+    _us = constraint_of or globals()["_us"]
     jobs: List[Job] = []
     for s in seeds:
         for name, fixed, how in variants:
@@ -154,6 +159,7 @@ def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, ext
                                     kind="oneshot", base=base, after=[f"oneshot-supernet/s{s}"]))
     for j in jobs:
         j.overrides += list(extra)
+        j.config = Path(config)
     # the searches the claim compares (HDX, the soft penalties, NAS->HW) for every seed first,
     # then the one-shot baselines: a suite cut short still has the comparison on every seed
     return sorted(jobs, key=lambda j: (j.kind == "oneshot" or j.name.startswith("oneshot-"), seeds.index(_seed(j))))
@@ -193,7 +199,7 @@ def execute(jobs: Sequence[Job], parallel: int, log) -> Dict[str, int]:
     return codes
 
 
-def finish_oneshot(base: Path, out: Path, overrides: Sequence[str]) -> int:
+def finish_oneshot(base: Path, out: Path, overrides: Sequence[str], config: Path = BASE) -> int:
     """Select and retrain a one-shot baseline from the supernet trained in ``base``.
 
     The run folder ``out`` gets the config of this (algorithm, bound), the supernet's trained
@@ -206,7 +212,7 @@ def finish_oneshot(base: Path, out: Path, overrides: Sequence[str]) -> int:
     from coexplore.runfolder import CONFIG_FILE, checkpoint_path, write_result
     from coexplore.search import CoExplorer
 
-    cfg = load_config(BASE, overrides)
+    cfg = load_config(config, overrides)
     st = load_checkpoint(checkpoint_path(base))
     ex = CoExplorer(cfg, out)
     if ex.inputs() != {k: v for k, v in st["inputs"].items() if k != "seconds"}:
@@ -338,8 +344,9 @@ def main(argv=None) -> int:
         ap = argparse.ArgumentParser()
         ap.add_argument("--base", required=True)
         ap.add_argument("--out", required=True)
+        ap.add_argument("--config", default=str(BASE))
         a, rest = ap.parse_known_args(argv[1:])
-        return finish_oneshot(Path(a.base), Path(a.out), rest)
+        return finish_oneshot(Path(a.base), Path(a.out), rest, Path(a.config))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/hdx-suite")
     ap.add_argument("--seeds", type=int, default=3)
