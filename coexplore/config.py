@@ -71,7 +71,7 @@ class HDXConfig:
 
     kappa0: float = 0.1  # initial margin factor of delta, >= 0
     growth: float = 1.5  # delta growth per step while violated, >= 1
-    decay: float = 0.95  # delta relaxation per step once met, in (0, 1] (0.5 let designs drift back across the bound)
+    decay: float = 0.5  # delta relaxation per step once met, in (0, 1] (0.95: slower, see docs/hdx.md)
     kappa_max: float = 10.0  # cap of the margin factor, >= kappa0
     calibrate: bool = True  # steer the surrogate's target by the analytical check, every epoch
     calibrate_step: float = 0.03  # target tightening per epoch whose analytical check fails (fraction of the bound), in [0, 0.5]
