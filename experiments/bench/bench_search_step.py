@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--inner", type=int, default=3)
+    ap.add_argument("--md", default=None, help="also append the table, as markdown, to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -108,6 +109,18 @@ def main(argv=None) -> int:
     for layout, s, p, r in rows:
         print(f"{layout:14s} {s:18.1f} {p:17.1f} {r:20.2f}")
     print(f"channels_last speed-up: search {rows[1][1] / rows[0][1]:.2f}x, plain {rows[1][2] / rows[0][2]:.2f}x")
+    if args.md:
+        import sys
+        lines = [f"### {args.space}, {args.mode} paths, batch {args.batch}, {args.threads} thread(s), {dev.type}", "",
+                 f"`python experiments/bench/bench_search_step.py {' '.join(sys.argv[1:] if argv is None else argv)}`; "
+                 f"medians of {args.repeats} x {args.inner} steps, both layouts in one process.", "",
+                 "| layout | search step (img/s) | plain step of the derived network (img/s) | search / plain time |",
+                 "|---|---|---|---|"]
+        lines += [f"| {layout} | {s:.1f} | {p:.1f} | {r:.2f} |" for layout, s, p, r in rows]
+        lines += ["", f"channels-last speed-up: search {rows[1][1] / rows[0][1]:.2f}x, plain "
+                  f"{rows[1][2] / rows[0][2]:.2f}x.", "", ""]
+        with open(args.md, "a") as fh:
+            fh.write("\n".join(lines))
     return 0
 
 
