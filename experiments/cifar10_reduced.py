@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=float, nargs="+", default=[60.0], help="the bounds (fps >= ...)")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for every run")
+    ap.add_argument("--report-only", action="store_true", help="write the table from the runs there, run nothing")
     ap.add_argument("--results", default=str(ROOT / "experiments" / "results"))
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
@@ -140,8 +141,9 @@ def main(argv=None) -> int:
         print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
 
     jobs = suite.plan(out, seeds, args.fps, VARIANTS, extra, constraint_of=_fps, config=BASE)
-    log(f"{len(jobs)} jobs ({sum(j.done() for j in jobs)} already done), {args.jobs} at a time")
-    suite.execute(jobs, args.jobs, log)
+    if not args.report_only:
+        log(f"{len(jobs)} jobs ({sum(j.done() for j in jobs)} already done), {args.jobs} at a time")
+        suite.execute(jobs, args.jobs, log)
     df = collect(out, seeds, args.fps, extra)
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)

@@ -265,6 +265,11 @@ def collect(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants) 
     return pd.DataFrame(rows)
 
 
+def _run_minutes(df: pd.DataFrame) -> float:
+    done = df[df["status"].isin(["ok", "constraints-violated", "diverged"])].drop_duplicates("run")
+    return float(done["seconds"].astype(float).sum()) / 60 if len(done) else 0.0
+
+
 def table(df: pd.DataFrame, bounds) -> str:
     lines, verdicts = [], []
     for i, b in enumerate(bounds):
@@ -393,8 +398,9 @@ def main(argv=None) -> int:
     cmd = (f"python experiments/bench/hdx_suite.py --out {args.out}" + (" --quick" if args.quick else "")
            + (f" --set {' '.join(args.set)}" if args.set else ""))
     head = [f"# HDX constraint suite (embedded MNIST, {len(seeds)} seed(s), {len(bounds)} targets, repair off)", "",
-            f"Command: `{cmd}` ({(time.perf_counter() - t0) / 60:.0f} min of this invocation on this 2-core machine, "
-            f"{args.jobs} runs at a time; the csv beside this file has every run).", "",
+            f"Command: `{cmd}` (on the shared 2-core machine, {args.jobs} runs at a time, one thread each; the runs' "
+            f"own wall times add up to {_run_minutes(df):.0f} min, a one-shot selection counting its shared supernet's "
+            "training; the csv beside this file has every run).", "",
             f"Budget of every run ({BASE.relative_to(ROOT)}): {base.warmup_epochs} warm-up + {base.search_epochs} "
             f"search epochs of {base.steps_per_epoch or 'all'} steps, batch {base.data.batch_size}, "
             f"{base.path_mode} paths; one-shot baselines score {base.baseline_budget} architectures with inherited "
@@ -412,11 +418,12 @@ def main(argv=None) -> int:
              f"{se1:.2f} pp at 96.5 %, and the difference of two means over {len(seeds)} seed(s) has one of about "
              f"{se1 * math.sqrt(2 / len(seeds)):.2f} pp from the test sample alone (seeds add training noise).", ""]
     if "memory_format" in done and done["memory_format"].nunique() > 1:
-        counts = done.groupby("memory_format")["run"].apply(lambda r: ", ".join(sorted(Path(x).parent.name + "/" +
-                                                                                        Path(x).name for x in r)))
+        counts = done.groupby("memory_format")["run"].apply(
+            lambda r: (", ".join(sorted(Path(x).parent.name + "/" + Path(x).name for x in r)) if len(r) <= 12
+                       else f"the other {len(r)} runs"))
         head += ["Layouts: " + "; ".join(f"{k}: {v}" for k, v in counts.items()) + ". (The runs were made while "
                  "channels-last training became the default; the layout changes speed and float rounding only.)", ""]
-    (res / f"{stem}.md").write_text("\n".join(head) + table(df, bounds) + f"\n![suite]({stem}.png)\n")
+    (res / f"{stem}.md").write_text("\n".join(head) + "\n" + table(df, bounds) + f"\n![suite]({stem}.png)\n")
     print(f"wrote {res / (stem + '.md')}")
     return 0
 
