@@ -216,20 +216,9 @@ class Dataflow:
                               f"got {type(self.timeloop).__name__}")
 
 
-class _DataflowRegistry(Registry):
-    """A :class:`~coexplore.common.Registry` that lists dataflows in registration order.
-
-    The order is the one users know (``ws, os, rs``) and the one error messages show;
-    alphabetical order would reshuffle it.
-    """
-
-    def names(self) -> List[str]:
-        return list(self._entries)
-
-
 #: Every registered dataflow by name.  ``name in DATAFLOWS``, ``list(DATAFLOWS)`` (the names,
 #: in registration order) and ``DATAFLOWS.get(name)`` work as on any registry.
-DATAFLOWS: Registry = _DataflowRegistry("dataflow")
+DATAFLOWS: Registry = Registry("dataflow", ordered=True)  # ws, os, rs: the order users know
 
 
 def register_dataflow(dataflow: Dataflow) -> Dataflow:

@@ -86,15 +86,8 @@ class PrecisionScheme:
         return f"1..{hi} bits (precision {self.name} at word_bits={int(word)}{extra})"
 
 
-class _OrderedRegistry(Registry):
-    """Lists schemes in registration order (fixed first), the order users and messages see."""
-
-    def names(self) -> List[str]:
-        return list(self._entries)
-
-
 #: Every registered precision scheme by name.
-PRECISIONS: Registry = _OrderedRegistry("precision scheme")
+PRECISIONS: Registry = Registry("precision scheme", ordered=True)  # fixed first
 
 
 def register_precision(scheme: PrecisionScheme) -> PrecisionScheme:

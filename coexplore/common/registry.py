@@ -21,10 +21,13 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the registry holds, used in error messages (e.g. ``"workload"``).
+        ordered: list names in registration order (the order users know, e.g. ``ws, os, rs``)
+            instead of alphabetically.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, ordered: bool = False) -> None:
         self.kind = kind
+        self.ordered = bool(ordered)
         self._entries: Dict[str, T] = {}
 
     def register(self, name: Optional[str] = None, obj: Optional[T] = None):
@@ -67,7 +70,7 @@ class Registry(Generic[T]):
         return self.get(s)()
 
     def names(self) -> List[str]:
-        return sorted(self._entries)
+        return list(self._entries) if self.ordered else sorted(self._entries)
 
     def items(self):
         return [(k, self._entries[k]) for k in self.names()]

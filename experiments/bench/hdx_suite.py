@@ -134,7 +134,7 @@ def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, ext
     """Every job of the suite, in the order they run; ``extra`` overrides go to every run;
     ``constraint_of(bound)`` is the constraint of a bound (default ``latency <= ...us``) and
     ``config`` the run config (default the MNIST suite's)."""
-    _us = constraint_of or globals()["_us"]
+    constraint = constraint_of or _us
     jobs: List[Job] = []
     for s in seeds:
         for name, fixed, how in variants:
@@ -142,7 +142,7 @@ def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, ext
             if how == "search":
                 for i, b in enumerate(bounds):
                     jobs.append(Job(f"{name}/t{i}-s{s}", out / name / f"t{i}-s{s}",
-                                    _overrides({**common, "constraints": [_us(b)], "name": f"{name}-t{i}-s{s}"})))
+                                    _overrides({**common, "constraints": [constraint(b)], "name": f"{name}-t{i}-s{s}"})))
             elif how == "verify":
                 jobs.append(Job(f"{name}/s{s}", out / name / f"s{s}",
                                 _overrides({**common, "constraints": [], "name": f"{name}-s{s}"})))
@@ -155,7 +155,7 @@ def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, ext
                                                 "name": f"oneshot-supernet-s{s}"})))
                 for i, b in enumerate(bounds):
                     jobs.append(Job(f"{name}/t{i}-s{s}", out / name / f"t{i}-s{s}",
-                                    _overrides({**common, "constraints": [_us(b)], "name": f"{name}-t{i}-s{s}"}),
+                                    _overrides({**common, "constraints": [constraint(b)], "name": f"{name}-t{i}-s{s}"}),
                                     kind="oneshot", base=base, after=[f"oneshot-supernet/s{s}"]))
     for j in jobs:
         j.overrides += list(extra)
