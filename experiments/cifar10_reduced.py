@@ -34,7 +34,7 @@ import hdx_suite as suite  # noqa: E402 - the suite's job planner, scheduler and
 
 BASE = ROOT / "experiments" / "configs" / "hdx-cifar10-60fps.yaml"
 #: the reduced budget, the same for every method
-REDUCED = ["surrogate=exact", "data.limit=5000", "warmup_epochs=2", "search_epochs=3", "steps_per_epoch=20",
+REDUCED = ["surrogate=exact", "data.limit=5000", "data.batch_size=64", "warmup_epochs=2", "search_epochs=3", "steps_per_epoch=20",
            "retrain_epochs=3", "baseline_budget=16", "population=8"]
 VARIANTS = [
     ("hdx", {"method": "hdx", "lam": 0.0}, "search"),
