@@ -613,6 +613,10 @@ def _catalogue() -> Dict[str, List[Dict[str, Any]]]:
         a = fn()
         rows.append({"name": name, "PEs": a.num_pes, "dataflow": a.dataflow, "description": first_line(fn)})
     out["accelerators"] = rows
+    from accelerators.dataflows import DATAFLOWS
+    from accelerators.precision import PRECISIONS
+    out["dataflows"] = [{"name": n, "description": DATAFLOWS.get(n).long_name} for n in DATAFLOWS.names()]
+    out["precision-schemes"] = [{"name": n, "description": PRECISIONS.get(n).long_name} for n in PRECISIONS.names()]
     out["spaces"] = [{"name": n, "designs": fn().size, "description": first_line(fn)} for n, fn in HARDWARE_SPACES.items()]
     out["search-spaces"] = [{"name": n, "blocks": len(fn().blocks), "architectures": fn().all_samples_count,
                              "description": first_line(fn)} for n, fn in SEARCH_SPACES.items()]
@@ -856,9 +860,10 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--seed", type=seed_int, default=0)
     ip.set_defaults(func=cmd_interplay)
 
-    ls = command("list", help="list built-in workloads, accelerators, spaces (detection spaces too), methods, cost sources "
-                                    "and ops, with sizes")
-    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "spaces", "search-spaces",
+    ls = command("list", help="list built-in workloads, accelerators, dataflows, precision schemes, spaces (detection "
+                                    "spaces too), methods, cost sources and ops, with sizes")
+    ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "dataflows", "precision-schemes", "spaces",
+                                                   "search-spaces",
                                                    "detection-spaces", "methods", "cost-sources", "ops"))
     ls.set_defaults(func=cmd_list)
 

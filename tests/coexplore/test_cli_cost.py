@@ -71,6 +71,9 @@ def test_list(capsys):
     assert "eyeriss" in out and "resnet18" in out and "default" in out
     assert "det-mnist" in out and "yolox-tiny-search" in out  # the detection spaces
     assert "hdx-lut" in out and "dance-lut" in out and "measured-cpu" in out  # and what prices them
+    assert "row-stationary" in out and "bit-fused" in out and "Stripes" in out  # dataflows, precision schemes
+    rc, out, _ = run(capsys, "list", "precision-schemes")
+    assert rc == 0 and out.split()[0] == "precision-schemes:" and "loom" in out and "eyeriss" not in out
 
 
 def test_console_script_runs():

@@ -96,3 +96,31 @@ def test_search_and_retrain_command_on_a_mixed_precision_space(tmp_path, capsys)
                  str(tmp_path / "cache")]) == 0
     r = json.loads((tmp_path / "run" / "result.json").read_text())
     assert "float_test_accuracy" in r["retrains"][-1]
+
+
+def test_the_evaluator_generates_the_precision_scheme_the_bits_call_for(tmp_path):
+    """DANCE's generator on the joint space predicts the precision scheme too: bit-fused for
+    networks at 2 and 4 bits, bit-serial for 8-bit ones, as the analytical model's argmin does."""
+    from accelerators.space import DEFAULT_BASE, HardwareSpace
+    from coexplore.evaluator_train import TrainConfig, build_evaluator
+    from coexplore.objectives import Objective
+    from coexplore.verify import Verifier
+
+    hw = HardwareSpace({"pe_x": [8, 16], "pe_y": [8, 16], "rf_bytes": [16, 64], "dataflow": ["ws", "os"],
+                        "precision": ["fixed", "bit-serial", "bit-fused"]}, DEFAULT_BASE, name="mp-test")
+    sp = get_search_space("tiny-mnist-mp")
+    res = build_evaluator(sp, hw, "edap", out=tmp_path / "ev.pt", num_arch=1500, pairs_per_arch=16,
+                          cfg=TrainConfig(max_epochs_generator=25, max_epochs_estimator=5), cache_dir=tmp_path,
+                          progress=False, report_arch=500)
+    ev, rep = res["evaluator"], res["report"]
+    assert "precision" in rep["hw_generation_accuracy_pct"]
+    check = Verifier(CostTable(sp, hw), Objective.parse("edap"), ConstraintSet())
+    truth = {}
+    for bits in (2, 4, 8):
+        for op in ("mb3_e3", "mb5_e6"):
+            s = sp.sample_all(op, wbits=bits, abits=bits)
+            best = check.check(s)["accelerator"].precision
+            truth[bits] = best
+            enc = torch.as_tensor(sp.encode(s), dtype=torch.float32)
+            assert ev.predict_accelerator(enc).precision == best, (bits, op)
+    assert truth[2] == truth[4] == "bit-fused" and truth[8] != "bit-fused"
