@@ -361,8 +361,9 @@ def _print_result(result, out, fmt: str) -> None:
     acc = result.accelerator
     print("architecture: " + ", ".join(f"{k}={v}" for k, v in result.architecture.items()))
     if "pe_x" in acc:
+        scheme = acc.get("precision", "fixed")
         print(f"accelerator:  {_array(acc)}, {acc['dataflow'].upper()}, RF {acc['rf_bytes']} B, "
-              f"GLB {acc['glb_bytes'] // 1024} KB")
+              f"GLB {acc['glb_bytes'] // 1024} KB" + ("" if scheme == "fixed" else f", {scheme} MACs"))
     else:  # a measured device (coexplore.lut): this machine
         print(f"device:       {acc.get('name', acc)}")
     chance = " (CHANCE LEVEL)" if result.chance_level else ""

@@ -124,3 +124,20 @@ def test_the_evaluator_generates_the_precision_scheme_the_bits_call_for(tmp_path
             enc = torch.as_tensor(sp.encode(s), dtype=torch.float32)
             assert ev.predict_accelerator(enc).precision == best, (bits, op)
     assert truth[2] == truth[4] == "bit-fused" and truth[8] != "bit-fused"
+
+
+@pytest.mark.parametrize("scheme,shown", [("bit-fused", ", bit-fused MACs"), ("fixed", "")])
+def test_the_run_summary_names_a_precision_scalable_scheme(capsys, scheme, shown):
+    from types import SimpleNamespace
+
+    from accelerators import Accelerator
+    from coexplore.cli import _print_result
+
+    acc = Accelerator(pe_x=8, pe_y=6, rf_bytes=16, glb_bytes=108 * 1024, dataflow="os", precision=scheme).to_dict()
+    m = {"accuracy": 0.95, "latency_s": 3e-5, "fps": 33333.0, "energy_j": 1e-5, "area_mm2": 1.7, "edap": 5e-10}
+    res = SimpleNamespace(status="ok", metrics=m, accelerator=acc, architecture={"s0.b0": "mb3_e3"}, chance_level=False,
+                          accuracy_source="retrained-test", checked_by="analytical", constraints=[],
+                          all_constraints_met=True)
+    _print_result(res, "run", "table")
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accelerator:"))
+    assert line.endswith("GLB 108 KB" + shown)
