@@ -10,8 +10,8 @@ array, RF, dataflow and the precision scheme: fixed, bit-serial, Loom, bit-fused
   {2, 4, 8}, with the accelerator (Auto-NBA's joint space);
 * ``uniform-w8a8`` / ``uniform-w4a4``: the same ops with every searched layer at 8 (4) bits,
   each with its best accelerator, searched jointly under the same bound;
-* ``sequential``: (1) NAS for accuracy in float (``nas-hw``'s FLOPs-penalised search on
-  ``tiny-mnist``, no hardware, no bound); (2) mixed precision for those ops under the bound on a
+* ``sequential``: (1) NAS in float, hardware-blind (``nas-hw``'s search with a FLOPs penalty on
+  ``tiny-mnist``, DANCE's and HDX's sequential baseline; no bound); (2) mixed precision for those ops under the bound on a
   fixed BitFusion-style array (HAQ's setting: 16x16 bit-fused PEs, 16 B RF, weight-stationary,
   the space's base GLB, bandwidths and clock); (3) the best accelerator of the whole space that
   meets the bound for the resulting network.

@@ -116,8 +116,8 @@ def init_weights(module: nn.Module, generator: Optional[torch.Generator] = None)
 
 def _fixed_quant(space: SearchSpace, module: nn.Module, first_input_bits: Optional[int] = None) -> nn.Module:
     """``module`` (stem, fixed stage, head, classifier) at the space's ``fixed_bits``, if set."""
-    if space.fixed_bits is None:
-        return module
+    if space.fixed_bits is None or not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module.modules()):
+        return module  # float, or nothing to quantise (a fixed zero / skip / pooling layer)
     fb = space.fixed_bits
     return quantize_model(module, fb, fb, act_mode=ACT_MODE, first_input_bits=first_input_bits, inplace=True,
                           weight_mode="lsq", auto_calibrate=True)

@@ -328,3 +328,17 @@ def test_quantize_model_of_a_bare_layer_returns_its_replacement():
     from search_spaces.quant import QuantLinear, quantize_model
     q = quantize_model(nn.Linear(3, 2), 4, 4)
     assert isinstance(q, QuantLinear) and q.bits == (4, 8)  # the first layer's input at 8 bits
+
+
+def test_a_fixed_zero_stage_in_a_quantised_space_builds_and_runs():
+    """A fixed layer with nothing to quantise (``op: zero``) stays as it is; the conv layers around
+    it are at ``fixed_bits`` or their sample's bits."""
+    sp = SearchSpace(name="fixed-zero", resolution=8, input_channels=1, num_classes=3, stem=Stem(4, 3, 1),
+                     candidates=("mb3_e3",), stages=(Stage(4, 1, 1, op="zero"), Stage(8, 2, 1)), head=Head(0),
+                     wbits=(2, 8), abits=(8,), fixed_bits=8)
+    s = {"s1.b0": "mb3_e3", "s1.b0.wbits": 2, "s1.b0.abits": 8}
+    net = Supernet(sp, mode="darts", init_generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 1, 8, 8)
+    assert net(x).shape == (2, 3)
+    q = build_network(sp, s, torch.Generator().manual_seed(0))
+    assert q(x).shape == (2, 3) and layer_bits(q)["s1_b0.expand.0"] == (2, 8)
