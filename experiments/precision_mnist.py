@@ -218,7 +218,8 @@ def report(df: pd.DataFrame, con: str, args, seconds: float) -> str:
              f"Command: `python experiments/precision_mnist.py --out {args.out}"
              + (f" --seeds {args.seeds}" if args.seeds != 3 else "") + (f" --factor {args.factor}" if args.factor != 1.5 else "")
              + (f" --set {' '.join(args.set)}" if args.set else "")
-             + f"` ({seconds / 60:.0f} min of this invocation on the shared 2-core machine, one thread per run).", "",
+             + f"`; the runs' own times add up to {df['seconds'].sum() / 60:.0f} min on the shared 2-core machine, "
+             "one thread per run, two at a time.", "",
              f"Embedded MNIST, `tiny-mnist-mp` geometry on the `precision-scalable` hardware space (3,888 designs: "
              f"PE array, RF, dataflow, precision scheme), bound `{con}` ({args.factor} x the least latency any uniform "
              "8-bit network reaches), HDX on the exact cost table with repair off for every search, the budget of "
