@@ -152,8 +152,8 @@ def main(argv=None) -> int:
     lines = ["# HDX on CIFAR-10 against its baselines, reduced budget (CPU)", "",
              f"Command: `python experiments/cifar10_reduced.py --data DATA --out {args.out}"
              + (f" --seeds {args.seeds}" if args.seeds != 1 else "") + (f" --set {' '.join(args.set)}" if args.set else "")
-             + f"` ({(time.perf_counter() - t0) / 60:.0f} min of this invocation on the shared 2-core machine, "
-             f"{args.jobs} runs at a time, one thread each).", "",
+             + f"`; the runs' own times add up to {df['seconds'].dropna().astype(float).sum() / 60:.0f} min on the "
+             "shared 2-core machine, one thread each.", "",
              f"Config `{BASE.relative_to(ROOT)}` with, for every method: `{' '.join(REDUCED + args.set)}`; "
              f"{len(seeds)} seed(s). The test accuracy is on a {int(df['test_samples'].dropna().median()) if df['test_samples'].notna().any() else 0:,}"
              "-image stratified subset of the CIFAR-10 test split, after retraining from scratch. Repair is off "
