@@ -864,8 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = command("list", help="list built-in workloads, accelerators, dataflows, precision schemes, spaces (detection "
                                     "spaces too), methods, cost sources and ops, with sizes")
     ls.add_argument("what", nargs="?", choices=("workloads", "accelerators", "dataflows", "precision-schemes", "spaces",
-                                                   "search-spaces",
-                                                   "detection-spaces", "methods", "cost-sources", "ops"))
+                                                   "search-spaces", "detection-spaces", "methods", "cost-sources", "ops"))
     ls.set_defaults(func=cmd_list)
 
     cf = command("config", help="the reference of every run-config key: type, default, unit, meaning")
