@@ -83,11 +83,11 @@ def mp_hardware():
     return HardwareSpace({k: [v] for k, v in MP_TARGET.items()}, DEFAULT_BASE, name="bitfusion-style-16x16")
 
 
-def joint_sample(variant: str, arch: dict, run: Path) -> dict:
-    """The final network in ``tiny-mnist-mp``'s labels."""
-    if variant != "sequential":
+def joint_sample(arch: dict, ops: dict = None) -> dict:
+    """The final network in ``tiny-mnist-mp``'s labels; ``ops``: the NAS ops of a sequential run,
+    whose ``arch`` is in its fixed-op space's labels (see :func:`mp_space`)."""
+    if ops is None:
         return dict(arch)
-    ops = json.loads((run.parent / "nas-ops.json").read_text())
     _, mapping = mp_space(ops)
     out = dict(ops)
     for orig, new in mapping.items():
@@ -187,9 +187,8 @@ def main(argv=None) -> int:
             if (run / "result.json").is_file():
                 r = read_result(run)
                 rt = r.retrain or {}
-                if v == "sequential":
-                    (run.parent / "nas-ops.json").write_text((run.parent / f"nas-ops-s{s}.json").read_text())
-                arch = joint_sample(v, r.architecture, run)
+                ops = json.loads((run.parent / f"nas-ops-s{s}.json").read_text()) if v == "sequential" else None
+                arch = joint_sample(r.architecture, ops)
                 c = check.check(arch)
                 m, acc = c["metrics"], c["accelerator"].to_dict()
                 bits = [(arch[f"{b.label}.wbits"], arch[f"{b.label}.abits"]) for b in table.space.blocks
