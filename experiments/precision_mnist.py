@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,25 @@ sys.path.insert(0, str(ROOT / "experiments" / "bench"))
 import hdx_suite as suite  # noqa: E402 - the suite's job runner
 
 BASE = ROOT / "experiments" / "configs" / "precision-mnist.yaml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What differs between the embedded MNIST table and the reduced CIFAR-10 one."""
+
+    name: str  # the results' file stem and the default run folder
+    config: Path  # the run config every variant starts from
+    mp_space: str  # the joint space: every block chooses op, weight bits, activation bits
+    nas_space: str  # the same geometry in float, for the sequential flow's NAS step
+    script: str  # the launcher, for the command line the report prints
+    data_text: str  # the setting, in words, for the report
+    needs_data: bool = False  # --data is required (CIFAR-10 is read from the archive the user gives)
+    seeds: int = 3  # the default number of seeds
+    factor: float = 1.5  # the default bound, as a multiple of the least latency of a uniform 8-bit network
+
+
+MNIST = Setting("precision-mnist", BASE, "tiny-mnist-mp", "tiny-mnist", "experiments/precision_mnist.py",
+                "Embedded MNIST, `tiny-mnist-mp` geometry")
 #: the fixed accelerator of the sequential flow's mixed-precision step (HAQ quantises for BitFusion)
 MP_TARGET = {"pe_x": 16, "pe_y": 16, "rf_bytes": 16, "dataflow": "ws", "precision": "bit-fused"}
 VARIANTS = ("joint", "uniform-w8a8", "uniform-w4a4", "sequential")
@@ -54,19 +73,23 @@ def _us(seconds: float) -> str:
     return f"latency <= {seconds * 1e6:.2f}us"
 
 
-def uniform_space(bits: int):
+def uniform_space(bits: int, setting: Setting = MNIST):
+    """The setting's joint space with every searched layer at ``bits`` (weights and activations)."""
     from search_spaces.space import get_search_space
-    base = get_search_space("tiny-mnist-mp")
-    return replace(base, name=f"tiny-mnist-w{bits}a{bits}", wbits=(bits,), abits=(bits,))
+    base = get_search_space(setting.mp_space)
+    return replace(base, name=f"{setting.nas_space}-w{bits}a{bits}", wbits=(bits,), abits=(bits,))
 
 
-def mp_space(ops: dict):
-    """``tiny-mnist-mp`` with every block's op fixed to ``ops`` and its bits still searched: one
-    stage per block (the block's own stride), a single candidate, and no bits for a ``zero``."""
+def mp_space(ops: dict, setting: Setting = MNIST):
+    """The setting's joint space with every block's op fixed to ``ops`` and its bits still searched:
+    one stage per block (the block's own stride), a single candidate, and no bits for a ``zero``."""
     from search_spaces.space import Stage, get_search_space
-    base = get_search_space("tiny-mnist-mp")
+    base = get_search_space(setting.mp_space)
     stages, labels = [], []
     for i, st in enumerate(base.stages):
+        if st.op is not None:  # a fixed stage (proxyless-cifar10's first block) stays as it is
+            stages.append(st)
+            continue
         for j in range(st.layers):
             op = ops[f"s{i}.b{j}"]
             stride = st.stride if j == 0 else 1
@@ -75,7 +98,7 @@ def mp_space(ops: dict):
             else:
                 stages.append(Stage(st.channels, stride, 1, candidates=(op,)))
                 labels.append((f"s{i}.b{j}", f"s{len(stages) - 1}.b0"))
-    return replace(base, name="tiny-mnist-mp-fixed-ops", stages=tuple(stages)), dict(labels)
+    return replace(base, name=f"{setting.mp_space}-fixed-ops", stages=tuple(stages)), dict(labels)
 
 
 def mp_hardware():
@@ -83,12 +106,12 @@ def mp_hardware():
     return HardwareSpace({k: [v] for k, v in MP_TARGET.items()}, DEFAULT_BASE, name="bitfusion-style-16x16")
 
 
-def joint_sample(arch: dict, ops: dict = None) -> dict:
-    """The final network in ``tiny-mnist-mp``'s labels; ``ops``: the NAS ops of a sequential run,
+def joint_sample(arch: dict, ops: dict = None, setting: Setting = MNIST) -> dict:
+    """The final network in the joint space's labels; ``ops``: the NAS ops of a sequential run,
     whose ``arch`` is in its fixed-op space's labels (see :func:`mp_space`)."""
     if ops is None:
         return dict(arch)
-    _, mapping = mp_space(ops)
+    _, mapping = mp_space(ops, setting)
     out = dict(ops)
     for orig, new in mapping.items():
         out[f"{orig}.wbits"] = arch[f"{new}.wbits"]
@@ -99,23 +122,32 @@ def joint_sample(arch: dict, ops: dict = None) -> dict:
     return out
 
 
-def bound_of(hw, factor: float) -> float:
+def bound_of(hw, factor: float, setting: Setting = MNIST) -> float:
     """``factor`` x the least latency a uniform 8-bit network reaches on the hardware space ``hw``."""
     from coexplore.pricing import CostTable
-    return factor * float(CostTable(uniform_space(8), hw).least("latency")[0])
+    return factor * float(CostTable(uniform_space(8, setting), hw).least("latency")[0])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/precision-mnist")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--factor", type=float, default=1.5,
+def main(argv=None, setting: Setting = MNIST, doc: str = __doc__) -> int:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if setting.needs_data:
+        ap.add_argument("--data", required=True, help="the CIFAR-10 archive or folder (data.path)")
+    ap.add_argument("--out", default=f"runs/{setting.name}")
+    ap.add_argument("--seeds", type=int, default=setting.seeds)
+    ap.add_argument("--factor", type=float, default=setting.factor,
                     help="the latency bound, as a multiple of the least latency of a uniform 8-bit network")
     ap.add_argument("-j", "--jobs", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for every run")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--results", default=str(ROOT / "experiments" / "results"))
     args = ap.parse_args(argv)
+    extra = list(args.set)
+    if setting.needs_data:
+        if not Path(args.data).exists():
+            print(f"{Path(setting.script).stem}: --data {args.data!r} does not exist; give the CIFAR-10 archive or folder",
+                  file=sys.stderr)
+            return 2
+        extra = [f"data.path={Path(args.data).resolve()}", *extra]
 
     from coexplore.config import load_config
     from coexplore.constraints import ConstraintSet
@@ -130,34 +162,35 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
 
-    cfg = load_config(BASE, [*args.set, "constraints=[latency <= 1s]"])  # the bound is set below
+    cfg = load_config(setting.config, [*extra, "constraints=[latency <= 1s]"])  # the bound is set below
     hw = cfg.resolve_hardware_space()
     table = CostTable(cfg.resolve_search_space(), hw)
-    bound = bound_of(hw, args.factor)
+    bound = bound_of(hw, args.factor, setting)
     con = [_us(bound)]
     log(f"bound {con[0]} ({args.factor} x the least uniform 8-bit latency)")
     spaces = out / "spaces"
     spaces.mkdir(exist_ok=True)
     for b in (8, 4):
-        uniform_space(b).to_yaml(spaces / f"tiny-mnist-w{b}a{b}.yaml")
+        uniform_space(b, setting).to_yaml(spaces / f"w{b}a{b}.yaml")
     mp_hardware().save(spaces / "bitfusion-style-16x16.yaml")
     seeds = list(range(args.seeds))
 
     def job(name, overrides):
-        return suite.Job(name, out / name, suite._overrides(overrides) + list(args.set), config=BASE)
+        return suite.Job(name, out / name, suite._overrides(overrides) + extra, config=setting.config)
 
     phase1 = []
     for s in seeds:
         common = {"seed": s, "constraints": con}
-        phase1 += [job(f"joint/s{s}", {**common, "name": f"joint-s{s}"}),
-                   job(f"uniform-w8a8/s{s}", {**common, "search_space": spaces / "tiny-mnist-w8a8.yaml",
-                                               "name": f"uniform-w8a8-s{s}"}),
-                   job(f"uniform-w4a4/s{s}", {**common, "search_space": spaces / "tiny-mnist-w4a4.yaml",
-                                               "name": f"uniform-w4a4-s{s}"}),
-                   job(f"sequential/nas-s{s}", {"seed": s, "constraints": [], "method": "nas-hw", "lam": 0.5,
-                                                "search_space": "tiny-mnist", "hardware_space": "small",
+        # the NAS step first: the sequential flow's mixed-precision step waits for it
+        phase1 += [job(f"sequential/nas-s{s}", {"seed": s, "constraints": [], "method": "nas-hw", "lam": 0.5,
+                                                "search_space": setting.nas_space, "hardware_space": "small",
                                                 "retrain_epochs": 0,
-                                                "name": f"sequential-nas-s{s}"})]
+                                                "name": f"sequential-nas-s{s}"}),
+                   job(f"joint/s{s}", {**common, "name": f"joint-s{s}"}),
+                   job(f"uniform-w8a8/s{s}", {**common, "search_space": spaces / "w8a8.yaml",
+                                               "name": f"uniform-w8a8-s{s}"}),
+                   job(f"uniform-w4a4/s{s}", {**common, "search_space": spaces / "w4a4.yaml",
+                                               "name": f"uniform-w4a4-s{s}"})]
     if not args.report_only:
         log(f"{len(phase1)} first-phase jobs ({sum(j.done() for j in phase1)} already done), {args.jobs} at a time")
         suite.execute(phase1, args.jobs, log)
@@ -168,10 +201,10 @@ def main(argv=None) -> int:
             continue
         ops = read_result(nas).architecture
         (out / "sequential" / f"nas-ops-s{s}.json").write_text(json.dumps(ops, indent=1))
-        sp, _ = mp_space(ops)
-        sp.to_yaml(spaces / f"tiny-mnist-mp-nas-s{s}.yaml")
+        sp, _ = mp_space(ops, setting)
+        sp.to_yaml(spaces / f"mp-nas-s{s}.yaml")
         phase2.append(job(f"sequential/s{s}", {"seed": s, "constraints": con,
-                                               "search_space": spaces / f"tiny-mnist-mp-nas-s{s}.yaml",
+                                               "search_space": spaces / f"mp-nas-s{s}.yaml",
                                                "hardware_space": spaces / "bitfusion-style-16x16.yaml",
                                                "name": f"sequential-mp-s{s}"}))
     if not args.report_only and phase2:
@@ -188,7 +221,7 @@ def main(argv=None) -> int:
                 r = read_result(run)
                 rt = r.retrain or {}
                 ops = json.loads((run.parent / f"nas-ops-s{s}.json").read_text()) if v == "sequential" else None
-                arch = joint_sample(r.architecture, ops)
+                arch = joint_sample(r.architecture, ops, setting)
                 c = check.check(arch)
                 m, acc = c["metrics"], c["accelerator"].to_dict()
                 bits = [(arch[f"{b.label}.wbits"], arch[f"{b.label}.abits"]) for b in table.space.blocks
@@ -206,23 +239,23 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
-    df.to_csv(res / "precision-mnist.csv", index=False)
-    (res / "precision-mnist.md").write_text(report(df, con[0], args, time.perf_counter() - t0))
-    print(f"wrote {res / 'precision-mnist.md'}")
+    df.to_csv(res / f"{setting.name}.csv", index=False)
+    (res / f"{setting.name}.md").write_text(report(df, con[0], args, setting, len(hw)))
+    print(f"wrote {res / (setting.name + '.md')}")
     return 0
 
 
-def report(df: pd.DataFrame, con: str, args, seconds: float) -> str:
+def report(df: pd.DataFrame, con: str, args, setting: Setting, designs: int) -> str:
     lines = ["# Mixed precision in the joint space: joint search against uniform precision and the sequential flow", "",
-             f"Command: `python experiments/precision_mnist.py --out {args.out}"
-             + (f" --seeds {args.seeds}" if args.seeds != 3 else "") + (f" --factor {args.factor}" if args.factor != 1.5 else "")
+             f"Command: `python {setting.script}" + (" --data DATA" if setting.needs_data else "") + f" --out {args.out}"
+             + (f" --seeds {args.seeds}" if args.seeds != setting.seeds else "") + (f" --factor {args.factor}" if args.factor != setting.factor else "")
              + (f" --set {' '.join(args.set)}" if args.set else "")
              + f"`; the runs' own times add up to {df['seconds'].sum() / 60:.0f} min on the shared 2-core machine, "
              "one thread per run, two at a time.", "",
-             f"Embedded MNIST, `tiny-mnist-mp` geometry on the `precision-scalable` hardware space (3,888 designs: "
+             f"{setting.data_text} on the `precision-scalable` hardware space ({designs:,} designs: "
              f"PE array, RF, dataflow, precision scheme), bound `{con}` ({args.factor} x the least latency any uniform "
              "8-bit network reaches), HDX on the exact cost table with repair off for every search, the budget of "
-             "`experiments/configs/precision-mnist.yaml`.  Every final network is priced in the joint setting (the "
+             f"`{setting.config.relative_to(ROOT)}`.  Every final network is priced in the joint setting (the "
              "accelerator with the least EDAP that meets the bound) and retrained from scratch with QAT at its bits; "
              "`float` is the same ops retrained in float.  `bits` lists weight/activation bits of the non-zero blocks.", "",
              "## Mean over seeds", "",

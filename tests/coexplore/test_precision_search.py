@@ -143,30 +143,49 @@ def test_the_run_summary_names_a_precision_scalable_scheme(capsys, scheme, shown
     assert line.endswith("GLB 108 KB" + shown)
 
 
-def test_the_sequential_flows_fixed_op_space_prices_as_the_joint_space():
-    """experiments/precision_mnist.py's mixed-precision step searches bits with the NAS ops fixed, in a
-    space of its own; mapped back to tiny-mnist-mp's labels a sample must cost exactly the same."""
+def _experiment(name: str):
+    """An experiments/ launcher as a module (they are scripts, not a package)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    sys.path.insert(0, str(root))  # the CIFAR-10 launcher imports precision_mnist
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules[spec.name]
+        sys.path.remove(str(root))
+    return mod
+
+
+@pytest.mark.parametrize("launcher, setting", [("precision_mnist", "MNIST"), ("precision_cifar10_reduced", "CIFAR10")])
+def test_the_sequential_flows_fixed_op_space_prices_as_the_joint_space(launcher, setting):
+    """The precision experiments' mixed-precision step searches bits with the NAS ops fixed, in a
+    space of its own; mapped back to the joint space's labels a sample must cost exactly the same
+    (on MNIST and on CIFAR-10, whose first block is fixed)."""
     from coexplore.objectives import Objective
     from coexplore.verify import Verifier
 
-    path = Path(__file__).resolve().parents[2] / "experiments" / "precision_mnist.py"
-    spec = importlib.util.spec_from_file_location("precision_mnist", path)
-    pm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pm)
-    ops = {"s0.b0": "zero", "s0.b1": "mb3_e6", "s1.b0": "mb5_e6", "s1.b1": "zero", "s2.b0": "mb5_e3", "s2.b1": "mb3_e3"}
-    sp, mapping = pm.mp_space(ops)
+    mod = _experiment(launcher)
+    pm = mod if launcher == "precision_mnist" else mod.pm
+    st = getattr(mod, setting)
+    nas = get_search_space(st.nas_space)
+    rng = np.random.default_rng(1)
+    ops = {c.label: c.candidates[int(rng.integers(len(c.candidates)))] for c in nas.choices}
+    assert "zero" in ops.values() and len(set(ops.values())) > 2  # the draw exercises zero and real blocks
+    sp, mapping = pm.mp_space(ops, st)
     assert [c.label for c in sp.choices if c.kind == "op"] == list(mapping.values())  # zero blocks are fixed
     from accelerators.space import DEFAULT_BASE, HardwareSpace
     hw = HardwareSpace({"pe_x": [8, 16], "pe_y": [8], "rf_bytes": [16], "dataflow": ["ws", "os"],
                         "precision": ["fixed", "loom", "bit-fused"]}, DEFAULT_BASE, name="mp-test")
-    own, joint = CostTable(sp, hw), CostTable(get_search_space("tiny-mnist-mp"), hw)
-    rng = np.random.default_rng(0)
+    own, joint = CostTable(sp, hw), CostTable(get_search_space(st.mp_space), hw)
     for _ in range(3):
         s = {c.label: c.candidates[int(rng.integers(len(c.candidates)))] for c in sp.choices}
         a = Verifier(own, Objective.parse("edap"), ConstraintSet()).check(s)["metrics"]
-        b = Verifier(joint, Objective.parse("edap"), ConstraintSet()).check(pm.joint_sample(s, ops))["metrics"]
+        b = Verifier(joint, Objective.parse("edap"), ConstraintSet()).check(pm.joint_sample(s, ops, st))["metrics"]
         for m in ("latency_s", "energy_j", "edap"):
             assert a[m] == pytest.approx(b[m], rel=1e-12), m
