@@ -90,6 +90,9 @@ TRANSLATION_VERSION = "1"
 #: Mapping objectives ZigZag can minimise, and its names for them.
 ZIGZAG_OBJECTIVES = {"energy": "energy", "latency": "latency", "edp": "EDP"}
 INSTALL_HINT = 'pip install "coexplore[zigzag]"'
+#: Where missing pairs run: a process pool on this machine, or one Ray task per pair.
+EXECUTORS = ("local", "ray")
+RAY_HINT = 'pip install "coexplore[ray]"'
 _DRAM_BITS = 10_000_000_000  # "unbounded" off-chip memory, as in ZigZag's examples
 _LINKS = {"O": "O", "W": "I2", "I": "I1"}  # layer operand -> memory operand
 _CONV_EQ = "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]"
@@ -481,21 +484,28 @@ class ZigZagBackend:
         mapping_objective: what ZigZag's reduce stages keep per layer: ``energy``, ``latency`` or ``edp``.
         lpf_limit: LOMA's limit on loop prime factors (ZigZag's default, 6); more is slower and finer.
         workers: processes for missing pairs (default: the CPU count, at most the pairs to run);
-            1 runs in this process.
+            1 runs in this process.  With ``executor="ray"``: the Ray tasks in flight at once
+            (default: the cluster's CPUs).
+        executor: ``"local"`` (a process pool on this machine) or ``"ray"`` (one Ray task per
+            pair, one CPU each, on the cluster at ``ray_address``: where a sweep already runs on
+            Ray, its ZigZag pricing can spread over the same cluster).
+        ray_address: the Ray cluster (default: ``$RAY_ADDRESS``; neither: a local Ray started for
+            the call and shut down after it).
         cache_dir: the project cache folder (default :func:`coexplore.common.default_cache_dir`);
             results go to its ``zigzag`` subfolder.
         cache: False to neither read nor write cached results.
         progress: show a progress bar with an ETA while pairs run (default: when stderr is a terminal).
 
-    ``workers``, ``cache_dir``, ``cache`` and ``progress`` change how the numbers are made, not
-    the numbers, so they are not part of the fingerprint.
+    ``workers``, ``executor``, ``ray_address``, ``cache_dir``, ``cache`` and ``progress`` change
+    how the numbers are made, not the numbers, so they are not part of the fingerprint.
     """
 
     name = "zigzag"
 
     def __init__(self, tech: Union[str, Technology] = DEFAULT_TECH, mapping_objective: str = "edp",
                  lpf_limit: int = 6, workers: Optional[int] = None, cache_dir: Any = None, cache: bool = True,
-                 progress: Optional[bool] = None) -> None:
+                 progress: Optional[bool] = None, executor: str = "local",
+                 ray_address: Optional[str] = None) -> None:
         if mapping_objective not in ZIGZAG_OBJECTIVES:
             raise ConfigError(f"cost model 'zigzag': mapping_objective {mapping_objective!r} is not supported; "
                               f"allowed values: {list(ZIGZAG_OBJECTIVES)}")
@@ -503,6 +513,11 @@ class ZigZagBackend:
             raise ConfigError(f"cost model 'zigzag': lpf_limit must be an integer in 1..12, got {lpf_limit!r}")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"cost model 'zigzag': workers must be an integer >= 1, got {workers!r}")
+        if executor not in EXECUTORS:
+            raise ConfigError(f"cost model 'zigzag': executor {executor!r} is not supported; "
+                              f"allowed values: {list(EXECUTORS)}")
+        self.executor = executor
+        self.ray_address = ray_address
         self.tech = get_technology(tech)
         self.mapping_objective = mapping_objective
         self.lpf_limit = lpf_limit
@@ -608,6 +623,11 @@ class ZigZagBackend:
 
         bar = tqdm(total=n, desc="zigzag", unit="pair", disable=not show, dynamic_ncols=True)
         try:
+            if self.executor == "ray":
+                for k, rec in self._run_ray(todo):
+                    bar.update(1)
+                    yield k, rec
+                return
             if workers == 1:
                 for k, job in todo.items():
                     rec = run_zigzag_pair(job)
@@ -636,6 +656,43 @@ class ZigZagBackend:
                     raise
         finally:
             bar.close()
+
+    def _run_ray(self, todo: Dict[str, Dict[str, Any]]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+        """One Ray task per pair (one CPU each), at most ``workers`` in flight; an interruption
+        cancels the tasks in flight (the results already yielded are cached by the caller)."""
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(f'cost model \'zigzag\': executor "ray" needs Ray, which is not installed: '
+                              f'{RAY_HINT}') from None
+        address = self.ray_address or os.environ.get("RAY_ADDRESS") or None
+        started_here = False
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=self.workers or os.cpu_count() or 1, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
+            started_here = True
+        inflight: Dict[Any, str] = {}
+        try:
+            task = ray.remote(num_cpus=1, max_retries=0)(run_zigzag_pair)
+            limit = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            queue = list(todo.items())
+            while queue or inflight:
+                while queue and len(inflight) < limit:
+                    k, job = queue.pop(0)
+                    inflight[task.remote(job)] = k
+                done, _ = ray.wait(list(inflight), num_returns=1)
+                for ref in done:
+                    yield inflight.pop(ref), ray.get(ref)
+        except BaseException:
+            for ref in inflight:
+                ray.cancel(ref)
+            raise
+        finally:
+            if started_here:
+                ray.shutdown()
 
     def evaluate(self, layers: Sequence[Layer], accelerators: Sequence[Accelerator]) -> Costs:
         """Price every (accelerator, layer) pair with ZigZag.
@@ -685,6 +742,6 @@ def _stderr_is_tty() -> bool:
 @COST_SOURCES.register("zigzag")
 def _zigzag(mapping_objective: str = "edp", tech: Union[str, Technology] = DEFAULT_TECH, lpf_limit: int = 6,
             workers: Optional[int] = None, cache_dir: Any = None, cache: bool = True,
-            progress: Optional[bool] = None) -> ZigZagBackend:
+            progress: Optional[bool] = None, executor: str = "local", ray_address: Optional[str] = None) -> ZigZagBackend:
     """ZigZag 3.9.1 with its LOMA mapping search (``pip install "coexplore[zigzag]"``)."""
-    return ZigZagBackend(tech, mapping_objective, lpf_limit, workers, cache_dir, cache, progress)
+    return ZigZagBackend(tech, mapping_objective, lpf_limit, workers, cache_dir, cache, progress, executor, ray_address)

@@ -171,8 +171,11 @@ def cmd_cost(args: argparse.Namespace) -> int:
         options.update(cache_dir=args.cache_dir, progress=not args.quiet)
         if args.workers is not None:
             options["workers"] = args.workers
-    elif args.workers is not None:
-        raise UserError("--workers sets the processes of an external cost model (e.g. --cost-model zigzag)")
+        if args.executor is not None:
+            options["executor"] = args.executor
+    elif args.workers is not None or args.executor is not None:
+        raise UserError(f"--{'workers' if args.workers is not None else 'executor'} sets how an external cost model "
+                        "runs (e.g. --cost-model zigzag); the analytical model runs in this process")
     model = get_cost_source(args.cost_model, **options)
     if args.space is not None:
         return _cost_space(args, layers, model)
@@ -738,7 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="technology constants: default (65 nm, Eyeriss-anchored) or zigzag (ZigZag's per-access "
                         "energies)")
     c.add_argument("--workers", "-j", type=int_at_least(1), default=None,
-                   help="processes of an external cost model (default: all cores)")
+                   help="processes of an external cost model (default: all cores); with --executor ray: its tasks "
+                        "in flight (default: the cluster's CPUs)")
+    c.add_argument("--executor", default=None, choices=("local", "ray"),
+                   help="where an external cost model's missing pairs run: local processes (default) or one Ray "
+                        "task each (the ray extra; $RAY_ADDRESS names a cluster, else a local Ray)")
     c.add_argument("--workload", "-w", required=True,
                    help="built-in network name (see `coexplore list workloads`) or a workload YAML file")
     c.add_argument("--accelerator", "-a", default=None, help="built-in accelerator name or YAML file (default: eyeriss)")

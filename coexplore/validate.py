@@ -214,7 +214,7 @@ def validate(layers: Sequence[Layer], accelerators: Sequence[Accelerator], again
         mapping_objective: what both mapping searches minimise.
         worst: how many of the largest disagreements to keep per metric.
         reference: an already built cost source to use instead of ``against`` (tests, benchmarks).
-        **reference_options: passed to the reference's factory (``workers``, ``cache_dir``, ``progress``).
+        **reference_options: passed to the reference's factory (``workers``, ``executor``, ``cache_dir``, ``progress``).
     """
     layers, accs = list(layers), list(accelerators)
     if len(accs) < 2:
@@ -411,7 +411,11 @@ def add_parser(sub: Any, command: Any) -> None:
                    help="what both mapping searches minimise (default: edp)")
     v.add_argument("--batch", type=int_at_least(1), default=1, help="batch size N (default: 1)")
     v.add_argument("--workers", "-j", type=int_at_least(1), default=None,
-                   help="processes for the reference's missing pairs (default: all cores)")
+                   help="processes for the reference's missing pairs (default: all cores); with --executor ray: "
+                        "its tasks in flight (default: the cluster's CPUs)")
+    v.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="where the reference's missing pairs run: local processes (default) or one Ray task each "
+                        "(the ray extra; $RAY_ADDRESS names a cluster, else a local Ray)")
     v.add_argument("--worst", type=int_at_least(0), default=10, help="largest disagreements to list (default: 10)")
     v.add_argument("--out", "-o", default=None, help="folder for CSV/JSON/text/plot (default: validate-<against>-<workload>)")
     v.set_defaults(func=cmd_validate)
@@ -432,6 +436,8 @@ def cmd_validate(args: Any) -> int:
     opts = {"cache_dir": args.cache_dir, "progress": not args.quiet}
     if args.workers is not None:
         opts["workers"] = args.workers
+    if args.executor != "local":
+        opts["executor"] = args.executor
     v = validate(lay, accs, against=args.against, tech=args.tech, mapping_objective=args.mapping_objective,
                  worst=args.worst, **opts)
     stem = Path(args.workload).stem if Path(args.workload).suffix else args.workload

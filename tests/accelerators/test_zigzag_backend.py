@@ -187,6 +187,44 @@ def test_process_pool_gives_the_same_numbers(tmp_path):
         assert a.record["latency_cycles"] == b.record["latency_cycles"]
 
 
+def test_ray_tasks_give_the_same_numbers_and_are_cached(tmp_path, monkeypatch):
+    """executor="ray": one Ray task per missing pair (counted through ray.remote), the same numbers
+    as in-process runs, each result cached as it arrives, and Ray shut down again when it was
+    started for the call."""
+    ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install "coexplore[ray]")')
+    submitted = []
+    real_remote = ray.remote
+
+    def counting_remote(*args, **kw):
+        wrap = real_remote(*args, **kw)
+
+        def on(fn):
+            task = wrap(fn)
+
+            class Counted:
+                def remote(self, *a, **k):
+                    submitted.append(fn.__name__)
+                    return task.remote(*a, **k)
+            return Counted()
+        return on
+
+    monkeypatch.setattr(ray, "remote", counting_remote)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    pairs = [(TINY[0], tiny_acc("ws")), (TINY[1], tiny_acc("os")), (TINY[0], tiny_acc("ws"))]  # one repeated
+    seen = []
+    on_ray = zb.ZigZagBackend(tech="zigzag", workers=2, cache_dir=tmp_path, progress=False, executor="ray")
+    res = on_ray.pairs(pairs, on_result=lambda i, r: seen.append(i))
+    assert submitted == ["run_zigzag_pair"] * 2 and on_ray.last_run == 2 and sorted(seen) == [0, 1, 2]
+    assert not ray.is_initialized()
+    single = zb.ZigZagBackend(tech="zigzag", workers=1, cache=False, progress=False).pairs(pairs)
+    for a, b in zip(res, single):
+        assert a.record["energy_pj"] == b.record["energy_pj"]
+        assert a.record["latency_cycles"] == b.record["latency_cycles"]
+    again = zb.ZigZagBackend(tech="zigzag", cache_dir=tmp_path, progress=False, executor="ray")
+    again.pairs(pairs)
+    assert again.last_run == 0 and again.last_cached == 2 and len(submitted) == 2  # all from the cache: no Ray
+
+
 # ---- errors ------------------------------------------------------------------------------
 
 def test_missing_or_wrong_zigzag_is_one_line_with_the_fix(monkeypatch):
@@ -201,6 +239,7 @@ def test_missing_or_wrong_zigzag_is_one_line_with_the_fix(monkeypatch):
 
 @pytest.mark.parametrize("kw, words", [({"mapping_objective": "dram"}, "mapping_objective 'dram'"),
                                        ({"lpf_limit": 0}, "lpf_limit"), ({"workers": 0}, "workers"),
+                                       ({"executor": "dask"}, r"executor 'dask' is not supported; allowed values: \['local', 'ray'\]"),
                                        ({"tech": "fast"}, "technology 'fast' is unknown")])
 def test_bad_options(kw, words):
     with pytest.raises(ConfigError, match=words):

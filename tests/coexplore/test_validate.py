@@ -174,6 +174,9 @@ def test_cli_cost_tech_preset_changes_the_numbers(capsys):
     (["cost", "-w", "alexnet", "--cost-model", "zigzag", "--mapping-objective", "dram"], "mapping_objective 'dram'"),
     (["cost", "-w", "alexnet", "--cost-model", "zigzag", "--explain", "conv1"], "--explain"),
     (["cost", "-w", "alexnet", "--workers", "2"], "--workers"),
+    (["cost", "-w", "alexnet", "--executor", "ray"], "--executor sets how an external cost model runs"),
+    (["cost", "-w", "alexnet", "--cost-model", "zigzag", "--executor", "dask"], "invalid choice: 'dask'"),
+    (["validate", "-w", "alexnet", "--executor", "dask"], "invalid choice: 'dask'"),
 ])
 def test_cli_cost_model_errors(capsys, argv, needle):
     rc, _, err = run(capsys, *argv)
