@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         return 2
     extra = [f"data.path={Path(args.data).resolve()}", *REDUCED, *args.set]
     seeds = list(range(args.seeds))
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the jobs run from the repository root
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 

@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     budget = [*reduced.REDUCED, *args.set]
     extra = [f"data.path={Path(args.data).resolve()}", *budget]
     seeds = list(range(args.seeds))
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the jobs run from the repository root
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 

@@ -371,7 +371,7 @@ def main(argv=None) -> int:
         return 2
     variants = [v for v in VARIANTS if v[0] in names]
     seeds = list(range(1 if args.quick else args.seeds))
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the jobs run from the repository root
     out.mkdir(parents=True, exist_ok=True)
     bounds, least, big = targets(2 if args.quick else args.targets)
     meta = {"targets_s": bounds, "reachable_min_s": least, "accuracy_only_latency_s": big, "seeds": seeds,
