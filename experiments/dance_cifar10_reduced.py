@@ -82,7 +82,9 @@ def collect(out: Path, seeds, extra) -> pd.DataFrame:
                 elif r is not None:
                     row.update(status="diverged")
                 rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ["objective", "variant", "seed", "status", "accuracy", "latency_s", "energy_j", "area_mm2", "edap",
+            "accelerator", "zero_blocks", "seconds", "test_samples"]
+    return pd.DataFrame(rows).reindex(columns=cols)  # every column even where no run has finished
 
 
 def report(df: pd.DataFrame, args, extra_text: str) -> str:
@@ -120,11 +122,12 @@ def report(df: pd.DataFrame, args, extra_text: str) -> str:
 def plot(df: pd.DataFrame, path: Path) -> None:
     """One panel per objective: each design's cost on that objective against its accuracy."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from coexplore.pareto import save_figure
 
     fig = Figure(figsize=(9.0, 3.2))
-    axes = fig.subplots(1, len(OBJECTIVES))
+    axes = fig.subplots(1, len(OBJECTIVES), sharey=True)
     unit = {"edap": ("EDAP (J s mm^2)", 1.0), "latency": ("latency (ms)", 1e3), "energy": ("energy (mJ)", 1e3)}
     col = {"edap": "edap", "latency": "latency_s", "energy": "energy_j"}
     done = df[df["status"].isin(["ok", "constraints-violated"])]
@@ -135,10 +138,14 @@ def plot(df: pd.DataFrame, path: Path) -> None:
             ax.scatter(v[col[obj]].astype(float) * unit[obj][1], 100 * v["accuracy"].astype(float), marker=marker,
                        color=color, label=variant, s=30)
         ax.set_xlabel(unit[obj][0])
+        ax.xaxis.set_major_locator(MaxNLocator(3))
         ax.set_title(f"{obj}-oriented", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("retrained test accuracy (%)")
+    if done["accuracy"].notna().any():  # differences of a few points drawn at their size, not magnified
+        acc = 100 * done["accuracy"].astype(float)
+        axes[0].set_ylim(max(0.0, acc.min() - 10), min(100.0, acc.max() + 10))
     fig.suptitle("CIFAR-10, reduced budget: DANCE per objective against NAS -> HW", fontsize=9)
     fig.tight_layout()
     save_figure(fig, [path])
