@@ -153,6 +153,32 @@ def test_cli_exit_code_flags_violation(tmp_path, cache):
     assert rc == 0 and json.loads((tmp_path / "ok" / "result.json").read_text())["status"] == "ok"
 
 
+def test_run_seconds_count_the_retraining_once(tmp_path, cache, monkeypatch):
+    """result.seconds is the run's own clock (from the session's start to its result): the
+    retraining (here a stub that takes 3 s) is in it once, not added again on top."""
+    import coexplore.finalize as fin
+
+    def slow_retrain(space, sample, data, epochs, lr, device, seed, **kw):
+        time.sleep(3.0)
+        return {"epochs": epochs, "lr": lr, "test_accuracy": 0.5, "test_loss": 1.0, "test_samples": 10,
+                "final_train_accuracy": 0.5, "parameters": 1, "seconds": 3.0}
+
+    clock = []
+    finalize = fin.Finalizer.finalize
+
+    def spy(self):
+        out = finalize(self)
+        clock.append(time.perf_counter() - self.run._t_start)  # the run's clock when its result is made
+        return out
+
+    monkeypatch.setattr(fin, "retrain", slow_retrain)
+    monkeypatch.setattr(fin.Finalizer, "finalize", spy)
+    r = run_search(cfg("method=hdx", "surrogate=exact", "constraints=[latency <= 1s]", "retrain_epochs=1"), tmp_path / "run",
+                   cache_dir=cache)
+    assert r.retrain["seconds"] == 3.0
+    assert 3.0 <= r.seconds <= clock[0]
+
+
 # ---------------------------------------------------------------------------------------
 # resume after SIGKILL gives the same result as an uninterrupted run
 # ---------------------------------------------------------------------------------------
