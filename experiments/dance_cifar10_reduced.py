@@ -78,7 +78,7 @@ def collect(out: Path, seeds, extra) -> pd.DataFrame:
                     row.update(status=r.status, accuracy=(r.retrain or {}).get("test_accuracy", r.metrics.get("accuracy")),
                                latency_s=m["latency_s"], energy_j=m["energy_j"], area_mm2=m["area_mm2"], edap=m["edap"],
                                accelerator=reduced._acc(a), zero_blocks=sum(op == "zero" for op in r.architecture.values()),
-                               seconds=r.seconds, test_samples=(r.retrain or {}).get("test_samples"))
+                               seconds=suite.run_seconds(run, r), test_samples=(r.retrain or {}).get("test_samples"))
                 elif r is not None:
                     row.update(status="diverged")
                 rows.append(row)
@@ -94,7 +94,8 @@ def report(df: pd.DataFrame, args, extra_text: str) -> str:
     lines = ["# DANCE's three objectives on CIFAR-10 against NAS -> HW, reduced budget (CPU)", "",
              f"Command: `python experiments/dance_cifar10_reduced.py --data DATA --out {args.out}"
              + (f" --seeds {args.seeds}" if args.seeds != 1 else "") + (f" --set {' '.join(args.set)}" if args.set else "")
-             + f"`; the runs' own times add up to {secs / 60:.0f} min on the shared 2-core machine, one thread each.", "",
+             + f"`; the runs' search epochs and retrainings add up to {secs / 60:.0f} min on the shared 2-core "
+             "machine, one thread each.", "",
              f"Configs `experiments/configs/dance-cifar10-{{edap,latency,energy}}.yaml` (lambda = 1, `default` hardware "
              f"space) with, for every run: `{extra_text}`; {args.seeds} seed(s). Accuracy: retrained from scratch, on a "
              f"{n_test:,}-image stratified subset of the CIFAR-10 test split. Every design is priced on the accelerator "

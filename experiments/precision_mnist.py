@@ -234,7 +234,8 @@ def main(argv=None, setting: Setting = MNIST, doc: str = __doc__) -> int:
                            mean_wbits=float(np.mean([w for w, _ in bits])) if bits else float("nan"),
                            mean_abits=float(np.mean([a for _, a in bits])) if bits else float("nan"),
                            zero_blocks=sum(arch[b.label] == "zero" for b in table.space.blocks),
-                           seconds=r.seconds + (read_result(run.parent / f"nas-s{s}").seconds if v == "sequential" else 0))
+                           seconds=suite.run_seconds(run, r) + (suite.run_seconds(run.parent / f"nas-s{s}", read_result(
+                               run.parent / f"nas-s{s}")) if v == "sequential" else 0))
             rows.append(row)
     df = pd.DataFrame(rows)
     res = Path(args.results)
@@ -250,8 +251,8 @@ def report(df: pd.DataFrame, con: str, args, setting: Setting, designs: int) -> 
              f"Command: `python {setting.script}" + (" --data DATA" if setting.needs_data else "") + f" --out {args.out}"
              + (f" --seeds {args.seeds}" if args.seeds != setting.seeds else "") + (f" --factor {args.factor}" if args.factor != setting.factor else "")
              + (f" --set {' '.join(args.set)}" if args.set else "")
-             + f"`; the runs' own times add up to {df['seconds'].sum() / 60:.0f} min on the shared 2-core machine, "
-             "one thread per run, two at a time.", "",
+             + f"`; the runs' search epochs and retrainings add up to {df['seconds'].sum() / 60:.0f} min on the "
+             "shared 2-core machine, one thread per run.", "",
              f"{setting.data_text} on the `precision-scalable` hardware space ({designs:,} designs: "
              f"PE array, RF, dataflow, precision scheme), bound `{con}` ({args.factor} x the least latency any uniform "
              "8-bit network reaches), HDX on the exact cost table with repair off for every search, the budget of "
@@ -269,8 +270,9 @@ def report(df: pd.DataFrame, con: str, args, setting: Setting, designs: int) -> 
             continue
         qa = 100 * r["quant_acc"].astype(float)
         fa = 100 * r["float_acc"].astype(float)
-        lines.append(f"| {v} | {int(r['met'].sum())}/{len(r)} | {qa.mean():.2f} ± {qa.std(ddof=0):.2f} | "
-                     f"{fa.mean():.2f} ± {fa.std(ddof=0):.2f} | {1e6 * r['latency_s'].mean():.1f} | "
+        pm = (lambda x: f"{x.mean():.2f} ± {x.std(ddof=0):.2f}") if len(r) > 1 else (lambda x: f"{x.mean():.2f}")
+        lines.append(f"| {v} | {int(r['met'].sum())}/{len(r)} | {pm(qa)} | "
+                     f"{pm(fa)} | {1e6 * r['latency_s'].mean():.1f} | "
                      f"{1e6 * r['energy_j'].mean():.3f} | {r['edap'].mean():.3g} | "
                      f"{r['mean_wbits'].mean():.1f} / {r['mean_abits'].mean():.1f} | "
                      f"{', '.join(f'{k} x{n}' for k, n in r['scheme'].value_counts().items())} |")

@@ -165,6 +165,14 @@ def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, ext
     return sorted(jobs, key=lambda j: (j.kind == "oneshot" or j.name.startswith("oneshot-"), seeds.index(_seed(j))))
 
 
+def run_seconds(run: Path, result) -> float:
+    """A run's measured time: its search epochs (``metrics.csv``) plus its retraining.  Read from the
+    parts rather than ``result.seconds``, which counted the retraining twice before that was fixed."""
+    epochs = run / "metrics.csv"
+    search = float(pd.read_csv(epochs)["seconds"].sum()) if epochs.is_file() else 0.0
+    return search + float((result.retrain or {}).get("seconds", 0.0))
+
+
 def _seed(job: Job) -> int:
     return int(job.out.name.rsplit("s", 1)[1])
 
