@@ -80,7 +80,9 @@ def collect(out: Path, seeds, bounds, extra) -> pd.DataFrame:
                         row.update(fps=mm["fps"], latency_s=mm["latency_s"], energy_j=mm["energy_j"], edap=mm["edap"],
                                    met=bool(v["feasible"]), accelerator=_acc(v["accelerator"].to_dict()))
                 rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ["variant", "bound_fps", "seed", "status", "accuracy", "fps", "latency_s", "energy_j", "edap", "met",
+            "seconds", "accelerator", "zero_blocks", "test_samples"]
+    return pd.DataFrame(rows).reindex(columns=cols)  # every column even where no run has finished
 
 
 def _acc(a) -> str:
@@ -116,20 +118,32 @@ def plot(df: pd.DataFrame, bounds, path: Path) -> None:
     save_figure(fig, [path])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options every reduced CIFAR-10 launcher takes."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--data", required=True, help="the CIFAR-10 archive or folder (data.path)")
-    ap.add_argument("--out", default="runs/cifar10-reduced")
+    ap.add_argument("--out", default=out)
     ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--fps", type=float, nargs="+", default=[60.0], help="the bounds (fps >= ...)")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for every run")
     ap.add_argument("--report-only", action="store_true", help="write the table from the runs there, run nothing")
     ap.add_argument("--results", default=str(ROOT / "experiments" / "results"))
+    return ap
+
+
+def data_missing(args, prog: str) -> bool:
+    """``--data`` names nothing: say so in one line (the launcher exits 2)."""
+    if Path(args.data).exists():
+        return False
+    print(f"{prog}: --data {args.data!r} does not exist; give the CIFAR-10 archive or folder", file=sys.stderr)
+    return True
+
+
+def main(argv=None) -> int:
+    ap = parser(__doc__, "runs/cifar10-reduced")
+    ap.add_argument("--fps", type=float, nargs="+", default=[60.0], help="the bounds (fps >= ...)")
     args = ap.parse_args(argv)
-    if not Path(args.data).exists():
-        print(f"cifar10_reduced: --data {args.data!r} does not exist; give the CIFAR-10 archive or folder",
-              file=sys.stderr)
+    if data_missing(args, "cifar10_reduced"):
         return 2
     extra = [f"data.path={Path(args.data).resolve()}", *REDUCED, *args.set]
     seeds = list(range(args.seeds))

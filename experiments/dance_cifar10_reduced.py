@@ -21,7 +21,6 @@ the same command is run again.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -153,18 +152,8 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="the CIFAR-10 archive or folder (data.path)")
-    ap.add_argument("--out", default="runs/dance-cifar10-reduced")
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("-j", "--jobs", type=int, default=2)
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for every run")
-    ap.add_argument("--report-only", action="store_true", help="write the table from the runs there, run nothing")
-    ap.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    args = ap.parse_args(argv)
-    if not Path(args.data).exists():
-        print(f"dance_cifar10_reduced: --data {args.data!r} does not exist; give the CIFAR-10 archive or folder",
-              file=sys.stderr)
+    args = reduced.parser(__doc__, "runs/dance-cifar10-reduced").parse_args(argv)
+    if reduced.data_missing(args, "dance_cifar10_reduced"):
         return 2
     budget = [*reduced.REDUCED, *args.set]
     extra = [f"data.path={Path(args.data).resolve()}", *budget]
