@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -131,28 +130,17 @@ def parser(doc: str, out: str) -> argparse.ArgumentParser:
     return ap
 
 
-def data_missing(args, prog: str) -> bool:
-    """``--data`` names nothing: say so in one line (the launcher exits 2)."""
-    if Path(args.data).exists():
-        return False
-    print(f"{prog}: --data {args.data!r} does not exist; give the CIFAR-10 archive or folder", file=sys.stderr)
-    return True
-
-
 def main(argv=None) -> int:
     ap = parser(__doc__, "runs/cifar10-reduced")
     ap.add_argument("--fps", type=float, nargs="+", default=[60.0], help="the bounds (fps >= ...)")
     args = ap.parse_args(argv)
-    if data_missing(args, "cifar10_reduced"):
+    if suite.data_missing(args.data, "cifar10_reduced"):
         return 2
     extra = [f"data.path={Path(args.data).resolve()}", *REDUCED, *args.set]
     seeds = list(range(args.seeds))
     out = Path(args.out).resolve()  # the jobs run from the repository root
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
+    log = suite.minutes_log()
 
     jobs = suite.plan(out, seeds, args.fps, VARIANTS, extra, constraint_of=_fps, config=BASE)
     if not args.report_only:

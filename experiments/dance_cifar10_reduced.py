@@ -22,7 +22,6 @@ the same command is run again.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +34,8 @@ import hdx_suite as suite  # noqa: E402 - the job runner
 
 CONFIGS = ROOT / "experiments" / "configs"
 OBJECTIVES = ("edap", "latency", "energy")
+#: the metric column each objective ranks by
+COST_COLUMN = {"edap": "edap", "latency": "latency_s", "energy": "energy_j"}
 
 
 def jobs(out: Path, seeds, extra):
@@ -61,6 +62,9 @@ def collect(out: Path, seeds, extra) -> pd.DataFrame:
 
     cfg = load_config(CONFIGS / "dance-cifar10-edap.yaml", extra)
     table = CostTable(cfg.resolve_search_space(), cfg.resolve_hardware_space())
+    # every design priced the same way: its architecture on the accelerator of the space that
+    # minimises the row's objective (DANCE's own final step does the same)
+    check = {obj: Verifier(table, Objective.parse(obj), ConstraintSet()) for obj in OBJECTIVES}
     rows = []
     for s in seeds:
         nas = out / "nas-hw" / f"s{s}"
@@ -70,9 +74,7 @@ def collect(out: Path, seeds, extra) -> pd.DataFrame:
                 row = {"objective": obj, "variant": variant, "seed": s, "status": "missing"}
                 r = nas_r if variant == "NAS -> HW" else (read_result(run) if (run / "result.json").is_file() else None)
                 if r is not None and r.status != "diverged":
-                    # every design priced the same way: its architecture on the accelerator of the
-                    # space that minimises this objective (DANCE's own final step does the same)
-                    v = Verifier(table, Objective.parse(obj), ConstraintSet()).check(r.architecture)
+                    v = check[obj].check(r.architecture)
                     m, a = v["metrics"], v["accelerator"].to_dict()
                     row.update(status=r.status, accuracy=(r.retrain or {}).get("test_accuracy", r.metrics.get("accuracy")),
                                latency_s=m["latency_s"], energy_j=m["energy_j"], area_mm2=m["area_mm2"], edap=m["edap"],
@@ -102,7 +104,6 @@ def report(df: pd.DataFrame, args, extra_text: str) -> str:
              "objective (below 1: DANCE's design is cheaper).", "",
              "| objective | variant | seed | retrained accuracy (%) | latency (ms) | energy (mJ) | EDAP | vs NAS -> HW | "
              "accelerator | zero blocks |", "|---|---|---|---|---|---|---|---|---|---|"]
-    col = {"edap": "edap", "latency": "latency_s", "energy": "energy_j"}
     for _, r in df.iterrows():
         if r["status"] in ("missing", "diverged"):
             lines.append(f"| {r['objective']} | {r['variant']} | {r['seed']} | ({'not run' if r['status'] == 'missing' else 'diverged'}) |"
@@ -112,7 +113,7 @@ def report(df: pd.DataFrame, args, extra_text: str) -> str:
         if r["variant"] != "NAS -> HW":
             base = done[(done["objective"] == r["objective"]) & (done["variant"] == "NAS -> HW") & (done["seed"] == r["seed"])]
             if not base.empty:
-                ratio = f"{float(r[col[r['objective']]]) / float(base.iloc[0][col[r['objective']]]):.2f}x"
+                ratio = f"{float(r[COST_COLUMN[r['objective']]]) / float(base.iloc[0][COST_COLUMN[r['objective']]]):.2f}x"
         lines.append(f"| {r['objective']} | {r['variant']} | {r['seed']} | {100 * float(r['accuracy']):.1f} | "
                      f"{1e3 * float(r['latency_s']):.3f} | {1e3 * float(r['energy_j']):.3f} | {float(r['edap']):.3g} | "
                      f"{ratio} | {r['accelerator']} | {int(r['zero_blocks'])} |")
@@ -129,13 +130,12 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     fig = Figure(figsize=(9.0, 3.2))
     axes = fig.subplots(1, len(OBJECTIVES), sharey=True)
     unit = {"edap": ("EDAP (J s mm^2)", 1.0), "latency": ("latency (ms)", 1e3), "energy": ("energy (mJ)", 1e3)}
-    col = {"edap": "edap", "latency": "latency_s", "energy": "energy_j"}
     done = df[df["status"].isin(["ok", "constraints-violated"])]
     for ax, obj in zip(axes, OBJECTIVES):
         r = done[done["objective"] == obj]
         for variant, marker, color in ((f"DANCE ({obj})", "o", "tab:blue"), ("NAS -> HW", "s", "tab:gray")):
             v = r[r["variant"] == variant]
-            ax.scatter(v[col[obj]].astype(float) * unit[obj][1], 100 * v["accuracy"].astype(float), marker=marker,
+            ax.scatter(v[COST_COLUMN[obj]].astype(float) * unit[obj][1], 100 * v["accuracy"].astype(float), marker=marker,
                        color=color, label=variant, s=30)
         ax.set_xlabel(unit[obj][0])
         ax.xaxis.set_major_locator(MaxNLocator(3))
@@ -153,17 +153,14 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 def main(argv=None) -> int:
     args = reduced.parser(__doc__, "runs/dance-cifar10-reduced").parse_args(argv)
-    if reduced.data_missing(args, "dance_cifar10_reduced"):
+    if suite.data_missing(args.data, "dance_cifar10_reduced"):
         return 2
     budget = [*reduced.REDUCED, *args.set]
     extra = [f"data.path={Path(args.data).resolve()}", *budget]
     seeds = list(range(args.seeds))
     out = Path(args.out).resolve()  # the jobs run from the repository root
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
+    log = suite.minutes_log()
 
     js = jobs(out, seeds, extra)
     if not args.report_only:

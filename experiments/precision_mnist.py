@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -143,9 +142,7 @@ def main(argv=None, setting: Setting = MNIST, doc: str = __doc__) -> int:
     args = ap.parse_args(argv)
     extra = list(args.set)
     if setting.needs_data:
-        if not Path(args.data).exists():
-            print(f"{Path(setting.script).stem}: --data {args.data!r} does not exist; give the CIFAR-10 archive or folder",
-                  file=sys.stderr)
+        if suite.data_missing(args.data, Path(setting.script).stem):
             return 2
         extra = [f"data.path={Path(args.data).resolve()}", *extra]
 
@@ -157,10 +154,7 @@ def main(argv=None, setting: Setting = MNIST, doc: str = __doc__) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
+    log = suite.minutes_log()
 
     cfg = load_config(setting.config, [*extra, "constraints=[latency <= 1s]"])  # the bound is set below
     hw = cfg.resolve_hardware_space()

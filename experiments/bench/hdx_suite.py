@@ -165,6 +165,23 @@ def plan(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants, ext
     return sorted(jobs, key=lambda j: (j.kind == "oneshot" or j.name.startswith("oneshot-"), seeds.index(_seed(j))))
 
 
+def minutes_log():
+    """``log(msg)``: print ``msg`` after the minutes since this call (a launcher's progress lines)."""
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
+    return log
+
+
+def data_missing(data: str, prog: str) -> bool:
+    """``--data`` names nothing: say so in one line (the launcher then exits 2)."""
+    if Path(data).exists():
+        return False
+    print(f"{prog}: --data {data!r} does not exist; give the CIFAR-10 archive or folder", file=sys.stderr)
+    return True
+
+
 def run_seconds(run: Path, result) -> float:
     """A run's measured time: its search epochs (``metrics.csv``) plus its retraining.  Read from the
     parts rather than ``result.seconds``, which counted the retraining twice before that was fixed."""
@@ -385,10 +402,7 @@ def main(argv=None) -> int:
     meta = {"targets_s": bounds, "reachable_min_s": least, "accuracy_only_latency_s": big, "seeds": seeds,
             "variants": names}
     (out / "suite.json").write_text(json.dumps(meta, indent=2))
-    t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
+    log = minutes_log()
 
     jobs = plan(out, seeds, bounds, variants, args.set)
     if not args.report_only:
