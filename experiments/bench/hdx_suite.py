@@ -287,7 +287,9 @@ def collect(out: Path, seeds: Sequence[int], bounds: Sequence[float], variants) 
                         v = checkers[i].check(r.architecture)
                         row.update(latency_s=v["metrics"]["latency_s"], met=bool(v["feasible"]))
                 rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ["variant", "target", "bound_s", "seed", "run", "status", "memory_format", "accuracy", "seconds",
+            "latency_s", "met", "repairs", "architecture", "test_samples"]
+    return pd.DataFrame(rows).reindex(columns=cols)  # every column even where no run has finished
 
 
 def _run_minutes(df: pd.DataFrame) -> float:
