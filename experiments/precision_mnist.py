@@ -231,7 +231,9 @@ def main(argv=None, setting: Setting = MNIST, doc: str = __doc__) -> int:
                            seconds=suite.run_seconds(run, r) + (suite.run_seconds(run.parent / f"nas-s{s}", read_result(
                                run.parent / f"nas-s{s}")) if v == "sequential" else 0))
             rows.append(row)
-    df = pd.DataFrame(rows)
+    cols = ["variant", "seed", "status", "met", "quant_acc", "float_acc", "latency_s", "energy_j", "edap", "scheme",
+            "accelerator", "bits", "mean_wbits", "mean_abits", "zero_blocks", "seconds"]
+    df = pd.DataFrame(rows).reindex(columns=cols)  # every column even where no run has finished
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
     df.to_csv(res / f"{setting.name}.csv", index=False)
