@@ -465,7 +465,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     epochs = args.epochs or max(1, cfg.retrain_epochs)
     rt = retrain(space, result.architecture, data, epochs, args.lr or cfg.retrain_lr, device, cfg.seed,
                  progress=not args.quiet, float_reference=bool(getattr(space, "has_bits", False)),
-                 memory_format=cfg.memory_format)
+                 memory_format=cfg.memory_format, amp=cfg.amp)
     acc = rt["test_accuracy"]
     task = get_task(space)
     result = result.with_(retrains=[*result.retrains, rt], accuracy_source="retrained-test (coexplore retrain)",

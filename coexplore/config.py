@@ -26,6 +26,8 @@ PATH_MODES = ("gumbel", "binary", "darts")
 HW_ENCODINGS = ("expected", "argmax")
 #: layouts of the networks' 4-D tensors (search_spaces.train.MEMORY_FORMATS); speed only
 MEMORY_FORMATS = ("channels_last", "contiguous")
+#: mixed precision of the forward passes (search_spaces.train.AMP_MODES); speed, and bfloat16 rounding
+AMP_MODES = ("auto", "bf16", "off")
 HW_MODES = ("argmax", "gumbel")
 SURROGATES = ("evaluator", "exact")
 #: Seeds are 32-bit unsigned integers (what every RNG of the stack accepts).
@@ -106,6 +108,7 @@ class RunConfig:
     a_weight_decay: float = 0.0  # architecture Adam weight decay, >= 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     memory_format: str = "channels_last"  # layout of the networks' 4-D tensors: channels_last | contiguous (speed only)
+    amp: str = "auto"  # forward passes' mixed precision: auto (bfloat16 on CUDA, float32 on CPU) | bf16 | off
     repair: bool = True  # repair a final design that violates a constraint (every method honours it)
     baseline_budget: int = 48  # random / evolution: architectures scored (inherited accuracy + exact cost), >= 1
     population: int = 16  # evolution: population size, >= 2
@@ -220,6 +223,7 @@ def _validate(c: RunConfig) -> None:
     _choice("path_mode", c.path_mode, PATH_MODES)
     _choice("hw_encoding", c.hw_encoding, HW_ENCODINGS)
     _choice("memory_format", c.memory_format, MEMORY_FORMATS)
+    _choice("amp", c.amp, AMP_MODES)
     _choice("surrogate", c.surrogate, SURROGATES)
     _choice("evaluator.hw_mode", c.evaluator.hw_mode, HW_MODES)
     from accelerators import MAPPING_OBJECTIVES, list_cost_sources

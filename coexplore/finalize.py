@@ -38,7 +38,7 @@ def chance_level(accuracy: float, chance: float, samples: int, sigmas: float = 3
 
 def retrain(space, sample: Mapping[str, Any], data, epochs: int, lr: float, device: Any, seed: int,
             progress: bool = False, float_reference: bool = False,
-            memory_format: str = "channels_last") -> Dict[str, Any]:
+            memory_format: str = "channels_last", amp: str = "off") -> Dict[str, Any]:
     """Train one architecture from scratch on the training split and score it on the test split.
 
     Initial weights are drawn from a generator seeded by ``seed`` (and module construction
@@ -58,6 +58,7 @@ def retrain(space, sample: Mapping[str, Any], data, epochs: int, lr: float, devi
             (same seed) and report its accuracy as ``float_test_accuracy``.
         memory_format: the layout the network trains in (``channels_last`` or ``contiguous``;
             speed only).
+        amp: the forward passes' mixed precision (``auto``, ``bf16``, ``off``; the test pass too).
 
     In a space with bit widths (``space.has_bits``) the network is built with its quantised
     ops at the sample's bits (LSQ weights, PACT activations), so this is quantisation-aware
@@ -94,8 +95,8 @@ def retrain(space, sample: Mapping[str, Any], data, epochs: int, lr: float, devi
         with isolated_torch_rng(seeds.entropy("retrain-init")):
             model = build_network(space, sample, generator=seeds.torch("retrain-init"), quantized=quant)
         hist = train_network(model, data.train, epochs, lr, device, seed=seeds.entropy("retrain-steps") % (2 ** 63),
-                             progress=progress, memory_format=memory_format)
-        res = evaluate_network(model, data.test, device)
+                             progress=progress, memory_format=memory_format, amp=amp)
+        res = evaluate_network(model, data.test, device, amp=amp)
         train_loss = float(hist[-1]["loss"]) if hist else float("nan")
         if not math.isfinite(train_loss) or not math.isfinite(float(res["loss"])):
             raise DivergedError(f"retraining: the {'training' if not math.isfinite(train_loss) else 'test'} loss is "
@@ -160,7 +161,7 @@ class Finalizer:
         if cfg.retrain_epochs > 0:
             rt = retrain(run.space, sample, run.data, cfg.retrain_epochs, cfg.retrain_lr, run.device, cfg.seed,
                          progress=cfg.progress, float_reference=bool(getattr(run.space, "has_bits", False)),
-                         memory_format=cfg.memory_format)
+                         memory_format=cfg.memory_format, amp=cfg.amp)
             acc = rt["test_accuracy"]
             result = result.with_(retrain=rt, accuracy_source="retrained-test",
                                   metrics={**metrics, "accuracy": acc, "error": 1.0 - acc,

@@ -171,6 +171,10 @@ class CoExplorer:
                 f"config: dataset {d.name!r} has {self.data.num_classes} classes and inputs "
                 f"{tuple(self.data.input_shape)}, but search space {self.space.name!r} expects {self.space.num_classes} "
                 f"classes and inputs {expect}")
+        if self.device.type == "cuda":  # page-locked batches, so that their copy to the GPU runs asynchronously
+            for loader in (self.data.train, self.data.val, self.data.test):
+                if hasattr(loader, "pin_memory"):
+                    loader.pin_memory = True
         supernet_class = getattr(self.space, "supernet_class", Supernet)  # a space may bring its own supernet
         with isolated_torch_rng(self.seeds.entropy("init")):
             self.supernet = supernet_class(self.space, mode=cfg.path_mode, tau=cfg.tau0,
@@ -190,7 +194,7 @@ class CoExplorer:
         settings = TrainerSettings(epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs,
                                    steps_per_epoch=self.steps_per_epoch, w_lr=cfg.w_lr, w_momentum=cfg.w_momentum,
                                    w_weight_decay=cfg.w_weight_decay, a_lr=cfg.a_lr, a_weight_decay=cfg.a_weight_decay,
-                                   hw_encoding=cfg.hw_encoding)
+                                   hw_encoding=cfg.hw_encoding, amp=cfg.amp)
         self.trainer = BilevelTrainer(self.supernet, self.data, settings, self.seeds, self.device, penalty=penalty,
                                       steering=self.method.steering(self),
                                       trains_architecture=self.method.trains_architecture, task=self.task)

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from search_spaces.train import train_step, warmup_mode
+from search_spaces.train import autocast, train_step, warmup_mode
 
 from .common import ConfigError
 from .penalty import HardwarePenalty
@@ -60,6 +60,7 @@ class TrainerSettings:
     a_weight_decay: float
     hw_encoding: str  # "expected" | "argmax"
     grad_clip: float = 5.0
+    amp: str = "off"  # forward passes' mixed precision: auto | bf16 | off (search_spaces.train.AMP_MODES)
 
     @property
     def total_epochs(self) -> int:
@@ -149,15 +150,15 @@ class BilevelTrainer:
             for step, (x, y) in enumerate(self.data.train):
                 if step >= self.s.steps_per_epoch:
                     break
-                x, y = x.to(self.device), y.to(self.device)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 net.train()
                 if warm:
                     with net.using_mode(warmup_mode(net)):
                         loss, logits = train_step(net, x, y, self.w_opt, self.w_sched, self.s.grad_clip, weights,
-                                                  self.loss_fn)
+                                                  self.loss_fn, amp=self.s.amp)
                 else:
                     loss, logits = train_step(net, x, y, self.w_opt, self.w_sched, self.s.grad_clip, weights,
-                                              self.loss_fn)
+                                              self.loss_fn, amp=self.s.amp)
                 step_loss = float(loss)
                 if self.reference_loss is None and math.isfinite(step_loss):
                     self.reference_loss = step_loss
@@ -177,7 +178,8 @@ class BilevelTrainer:
                     except StopIteration:
                         val_iter = iter(self.data.val)
                         xv, yv = next(val_iter)
-                    self._arch_step(xv.to(self.device), yv.to(self.device), stats, epoch, step)
+                    self._arch_step(xv.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True),
+                                    stats, epoch, step)
                 if on_step is not None:
                     on_step(step, {"train_loss": step_loss})
         self._check_finite(epoch)
@@ -186,7 +188,8 @@ class BilevelTrainer:
     def _arch_step(self, xv: torch.Tensor, yv: torch.Tensor, stats: Dict[str, float], epoch: int, step: int) -> None:
         net = self.net
         net.train()
-        ce = self.loss_fn(net(xv), yv)
+        with autocast(self.device, self.s.amp):  # the network's forward; the hardware cost stays float32
+            ce = self.loss_fn(net(xv), yv).float()
         params = net.arch_parameters()
         self.a_opt.zero_grad(set_to_none=True)
         if self.penalty is not None:

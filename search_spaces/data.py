@@ -1431,10 +1431,12 @@ class ArrayLoader:
         shuffle: draw a fresh permutation per epoch.
         seed: the seed of the per-epoch generators.
         drop_last: drop a last, smaller batch.
+        pin_memory: hand out batches in page-locked memory, so that ``.to("cuda", non_blocking=True)``
+            copies them asynchronously (a run on CUDA sets it; it needs CUDA).
     """
 
     def __init__(self, split: ArraySplit, batch_size: int, augment: Augment, train: bool = False,
-                 shuffle: bool = False, seed: int = 0, drop_last: bool = False) -> None:
+                 shuffle: bool = False, seed: int = 0, drop_last: bool = False, pin_memory: bool = False) -> None:
         batch_size = _check_int(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
         seed = _check_int(seed, "seed", 0)
         self.images = torch.from_numpy(np.ascontiguousarray(split.images))  # uint8 N x C x H x W
@@ -1445,6 +1447,7 @@ class ArrayLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.pin_memory = bool(pin_memory)
         self.epoch = 0
 
     @property
@@ -1471,8 +1474,8 @@ class ArrayLoader:
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             idx = order[start:start + self.batch_size]
-            x = self.augment(self.images[idx], generator, train=self.train)
-            yield x, self.labels[idx]
+            x, y = self.augment(self.images[idx], generator, train=self.train), self.labels[idx]
+            yield (x.pin_memory(), y.pin_memory()) if self.pin_memory else (x, y)
 
 
 @dataclass(frozen=True)

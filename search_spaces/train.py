@@ -74,6 +74,36 @@ def place(model: nn.Module, device: DeviceLike = None, memory_format: str = "cha
     return model.to(device=resolve_device(device), memory_format=MEMORY_FORMATS[memory_format])
 
 
+#: Mixed precision of the forward passes: ``auto`` (bfloat16 autocast on a CUDA device that
+#: supports it, float32 elsewhere), ``bf16`` (bfloat16 autocast on any device, CPU included) or
+#: ``off``.  bfloat16 keeps float32's exponent range, so no loss scaling is needed -- the
+#: architecture step takes its gradients with ``torch.autograd.grad`` and HDX edits them, which a
+#: float16 ``GradScaler`` would have to be threaded through; float16 is therefore not offered.
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def resolve_amp(amp: str, device: DeviceLike = None) -> str:
+    """``amp`` (:data:`AMP_MODES`) on ``device`` as what runs: ``"bf16"`` or ``"off"``.
+
+    Raises:
+        ConfigError: an unknown mode.
+    """
+    if amp not in AMP_MODES:
+        raise ConfigError(f"amp {amp!r} is unknown; allowed values: {list(AMP_MODES)}")
+    if amp != "auto":
+        return amp
+    dev = resolve_device(device)
+    return "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
+
+
+def autocast(device: torch.device, amp: str = "off"):
+    """The context a forward pass runs in: ``torch.autocast`` to bfloat16 on ``device``'s type
+    when :func:`resolve_amp` says ``bf16``, else a no-op.  Backward passes run outside it."""
+    if resolve_amp(amp, device) == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def warmup_mode(supernet: Supernet) -> str:
     """The path mode a warm-up trains in: one uniformly drawn path per step for the
     single-path modes (ProxylessNAS, single-path one-shot NAS), the uniform mixture for
@@ -84,8 +114,8 @@ def warmup_mode(supernet: Supernet) -> str:
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                scheduler: Any = None, grad_clip: Optional[float] = None,
                clip_params: Optional[Sequence[nn.Parameter]] = None,
-               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+               amp: str = "off") -> Tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step of the weights: forward, loss, backward, clip, step, schedule.
 
     Args:
@@ -94,12 +124,14 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
         optimizer, scheduler: stepped once (the scheduler per batch, if given).
         grad_clip: max gradient norm over ``clip_params`` (default: all parameters); None: no clipping.
         loss_fn: ``(logits, y) -> scalar``.
+        amp: the forward pass's mixed precision (:data:`AMP_MODES`, on ``x``'s device).
 
     Returns:
         ``(loss, logits)``, both detached.
     """
-    logits = model(x)
-    loss = loss_fn(logits, y)
+    with autocast(x.device, amp):
+        logits = model(x)
+        loss = loss_fn(logits, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
@@ -149,8 +181,9 @@ def hard_labels(y: torch.Tensor) -> torch.Tensor:
 def _run_epoch(model: nn.Module, loader: Loader, device: torch.device, desc: str, progress: bool,
                optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
                per_batch: bool = True, grad_clip: Optional[float] = None,
-               clip_params: Optional[Sequence[nn.Parameter]] = None) -> Dict[str, float]:
-    """One pass over ``loader``: trains when ``optimizer`` is given, else evaluates under no_grad."""
+               clip_params: Optional[Sequence[nn.Parameter]] = None, amp: str = "off") -> Dict[str, float]:
+    """One pass over ``loader``: trains when ``optimizer`` is given, else evaluates under no_grad
+    (forward passes in ``amp``'s precision, :data:`AMP_MODES`)."""
     train = optimizer is not None
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -162,10 +195,11 @@ def _run_epoch(model: nn.Module, loader: Loader, device: torch.device, desc: str
             y = y.to(device, non_blocking=True)
             if train:
                 loss, logits = train_step(model, x, y, optimizer, scheduler if per_batch else None, grad_clip,
-                                          clip_params)
+                                          clip_params, amp=amp)
             else:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                with autocast(device, amp):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y)
             n = y.shape[0]
             seen += n
             loss_sum += loss.detach().double() * n
@@ -181,7 +215,8 @@ def _run_epoch(model: nn.Module, loader: Loader, device: torch.device, desc: str
 
 def _fit(model: nn.Module, params: Sequence[nn.Parameter], train_loader: Loader, epochs: int, lr: float,
          device: torch.device, momentum: float, weight_decay: float, nesterov: bool, grad_clip: Optional[float],
-         val_loader: Optional[Loader], progress: bool, callback: Optional[Callback], desc: str) -> List[Dict[str, float]]:
+         val_loader: Optional[Loader], progress: bool, callback: Optional[Callback], desc: str,
+         amp: str = "off") -> List[Dict[str, float]]:
     opt, sched, per_batch = _sgd_cosine(params, lr, momentum, weight_decay, nesterov, epochs, train_loader)
     history: List[Dict[str, float]] = []
     for epoch in range(epochs):
@@ -190,9 +225,9 @@ def _fit(model: nn.Module, params: Sequence[nn.Parameter], train_loader: Loader,
         model.train()
         rec: Dict[str, float] = {"epoch": epoch, "lr": lr_now}
         rec.update(_run_epoch(model, train_loader, device, f"{desc} {epoch + 1}/{epochs}", progress, opt, sched,
-                              per_batch, grad_clip, params))
+                              per_batch, grad_clip, params, amp))
         if val_loader is not None:
-            val = evaluate_network(model, val_loader, device, progress=progress)
+            val = evaluate_network(model, val_loader, device, progress=progress, amp=amp)
             rec.update({"val_loss": val["loss"], "val_accuracy": val["accuracy"]})
         rec["time_s"] = time.perf_counter() - t0
         logger.info("%s epoch %d/%d: %s", desc, epoch + 1, epochs,
@@ -207,7 +242,7 @@ def warmup_supernet(supernet: Supernet, train_loader: Loader, epochs: int, lr: f
                     device: DeviceLike = None, *, momentum: float = 0.9, weight_decay: float = 4e-5,
                     nesterov: bool = True, grad_clip: Optional[float] = 5.0, seed: Optional[int] = None,
                     progress: bool = True, callback: Optional[Callback] = None,
-                    memory_format: str = "channels_last") -> List[Dict[str, float]]:
+                    memory_format: str = "channels_last", amp: str = "off") -> List[Dict[str, float]]:
     """Train the supernet's weights only, one uniformly drawn path per step.
 
     The architecture logits are frozen (``requires_grad`` off, restored afterwards) and the
@@ -225,6 +260,7 @@ def warmup_supernet(supernet: Supernet, train_loader: Loader, epochs: int, lr: f
         progress: show tqdm progress bars.
         callback: called with each epoch's record.
         memory_format: the layout the supernet is moved to (:func:`place`).
+        amp: the forward passes' mixed precision (:data:`AMP_MODES`).
 
     Returns:
         One record per epoch: ``epoch, lr, loss, accuracy, samples, time_s``.
@@ -238,7 +274,7 @@ def warmup_supernet(supernet: Supernet, train_loader: Loader, epochs: int, lr: f
             for p in arch:
                 p.requires_grad_(False)
             return _fit(supernet, supernet.weight_parameters(), train_loader, epochs, lr, dev, momentum,
-                        weight_decay, nesterov, grad_clip, None, progress, callback, "warmup")
+                        weight_decay, nesterov, grad_clip, None, progress, callback, "warmup", amp)
         finally:
             for p, f in zip(arch, flags):
                 p.requires_grad_(f)
@@ -248,7 +284,8 @@ def train_network(model: nn.Module, train_loader: Loader, epochs: int, lr: float
                   momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = True,
                   grad_clip: Optional[float] = None, val_loader: Optional[Loader] = None,
                   seed: Optional[int] = None, progress: bool = True,
-                  callback: Optional[Callback] = None, memory_format: str = "channels_last") -> List[Dict[str, float]]:
+                  callback: Optional[Callback] = None, memory_format: str = "channels_last",
+                  amp: str = "off") -> List[Dict[str, float]]:
     """Train a standalone network (e.g. ``supernet.freeze(sample)``) with SGD and a cosine schedule.
 
     Args:
@@ -264,6 +301,7 @@ def train_network(model: nn.Module, train_loader: Loader, epochs: int, lr: float
         progress: show tqdm progress bars.
         callback: called with each epoch's record.
         memory_format: the layout the model is moved to (:func:`place`).
+        amp: the forward passes' mixed precision (:data:`AMP_MODES`; ``val_loader`` too).
 
     Returns:
         One record per epoch: ``epoch, lr, loss, accuracy, samples, time_s`` (plus
@@ -274,12 +312,13 @@ def train_network(model: nn.Module, train_loader: Loader, epochs: int, lr: float
     params = [p for p in model.parameters() if p.requires_grad]
     with seeded(seed, dev):
         return _fit(model, params, train_loader, epochs, lr, dev, momentum, weight_decay, nesterov, grad_clip,
-                    val_loader, progress, callback, "train")
+                    val_loader, progress, callback, "train", amp)
 
 
 def evaluate_network(model: nn.Module, loader: Loader, device: DeviceLike = None, *,
-                     progress: bool = False) -> Dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy of ``model`` on ``loader`` (eval mode, no grad).
+                     progress: bool = False, amp: str = "off") -> Dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``loader`` (eval mode, no grad;
+    forward passes in ``amp``'s precision, :data:`AMP_MODES`).
 
     The model is moved to ``device`` and its train/eval mode is restored afterwards.  A
     :class:`~search_spaces.supernet.Supernet` runs its path mode; evaluate one architecture
@@ -293,7 +332,7 @@ def evaluate_network(model: nn.Module, loader: Loader, device: DeviceLike = None
     was_training = model.training
     model.eval()
     try:
-        return _run_epoch(model, loader, dev, "eval", progress)
+        return _run_epoch(model, loader, dev, "eval", progress, amp=amp)
     finally:
         model.train(was_training)
 

@@ -85,6 +85,7 @@ CONFIG_CASES = [
     ("hdx.calibrate_step=0.9", ["hdx.calibrate_step"]), ("hdx.calibrate=maybe", ["hdx.calibrate", "true or false"]),
     ("path_mode=magic", ["path_mode", "gumbel"]), ("hw_encoding=x", ["hw_encoding", "expected"]),
     ("memory_format=nhwc", ["memory_format", "channels_last", "contiguous"]),
+    ("amp=fp16", ["amp", "'auto', 'bf16', 'off'"]),
     ("method=magic", ["unknown method 'magic'", "dance"]), ("method=hdx", ["needs at least one constraint"]),
     ("cost_model=timeloop", ["cost_model", "analytical"]), ("mapping_objective=speed", ["mapping_objective", "edp"]),
     ("objective=speed", ["objective 'speed'", "edap"]), ("objective={weighted: {latency: abc}}", ["weight of latency"]),

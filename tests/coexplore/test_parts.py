@@ -448,3 +448,28 @@ def test_the_supernet_trains_in_the_configured_layout(tmp_path, cache):
     assert layouts(CoExplorer(cfg("method=dance"), tmp_path / "a", cache_dir=cache)) == {True}  # the default
     assert layouts(CoExplorer(cfg("method=dance", "memory_format=contiguous"), tmp_path / "b",
                               cache_dir=cache)) == {False}
+
+
+@pytest.mark.parametrize("amp,dtype", [("bf16", torch.bfloat16), ("auto", torch.float32)])  # auto: float32 on CPU
+def test_both_steps_of_a_search_run_in_the_configured_precision(tmp_path, cache, amp, dtype):
+    ex = CoExplorer(cfg("method=dance", f"amp={amp}", "warmup_epochs=0"), tmp_path / "r", cache_dir=cache)
+    assert ex.data.train.pin_memory is False  # page-locked batches only on CUDA
+    convs = [m for m in ex.supernet.modules() if isinstance(m, torch.nn.Conv2d)]
+    seen = {"weight": set(), "arch": set()}
+    step = {"now": "weight"}
+    arch_step = ex.trainer._arch_step
+
+    def spy(*a, **k):  # tag the forwards of the architecture step
+        step["now"] = "arch"
+        try:
+            return arch_step(*a, **k)
+        finally:
+            step["now"] = "weight"
+    ex.trainer._arch_step = spy
+    for m in convs:
+        m.register_forward_hook(lambda mod, inp, out: seen[step["now"]].add(out.dtype))
+    stats = ex.trainer.run_epoch(0)
+    assert stats["arch_steps"] == ex.steps_per_epoch > 0
+    assert seen == {"weight": {dtype}, "arch": {dtype}}
+    assert all(p.dtype == torch.float32 for p in ex.supernet.parameters())
+    assert np.isfinite(stats["train_loss"]) and np.isfinite(stats["cost_loss"])
